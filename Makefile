@@ -1,0 +1,32 @@
+# regcli: two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The extras the tests need: dev (pytest, hypothesis, ruff) and jax (the second backend CI tests).
+EXTRAS ?= dev,jax
+
+.PHONY: install run test test-fast lint bench clean
+
+# The stamp is rebuilt when pyproject.toml changes, so `make run` / `make test` install only when needed.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/regcli train configs/quickstart.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check regcli tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""Choosing the Keras backend and device before Keras is imported (Keras reads them once)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from regcli.errors import BadInputError
+
+_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def select(backend: str, device: str) -> None:
+    """Sets KERAS_BACKEND (and hides GPUs for `device: cpu`) for this process.
+
+    Raises BadInputError when the backend's package is not installed, or when Keras was
+    already imported with another backend in this process.
+    """
+    module = _MODULES.get(backend)
+    if module is None:
+        raise BadInputError(f"backend must be one of {', '.join(_MODULES)}. Received: {backend!r}.")
+    if importlib.util.find_spec(module) is None:
+        extra = {"jax": " Install it with `pip install 'regcli[jax]'`."}.get(backend, "")
+        raise BadInputError(f"backend: {backend} is not installed in this environment.{extra}")
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise BadInputError(
+                f"backend: {backend} was asked for, but Keras is already loaded with "
+                f"{keras.backend.backend()} in this process. Run it in a new process."
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+def import_keras_quietly():
+    """Imports Keras (and its backend) with C-level stderr silenced, then returns the module.
+
+    TensorFlow's C++ runtime prints CUDA-probing lines on CPU-only machines before any
+    log level applies. Python exceptions are unaffected: they surface after stderr is back.
+    """
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import keras
+
+                if keras.backend.backend() == "tensorflow":
+                    import tensorflow as tf
+
+                    tf.config.list_physical_devices("GPU")  # the CUDA probe happens here
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    return keras

@@ -1,0 +1,105 @@
+"""Reading finished run directories back: `diagnose` (and its rich rendering).
+
+Only files are read (config.yaml, status.json, summary.json, history.csv): no
+TensorFlow, no Keras. Inputs are never rewritten; diagnosis.json/.md are refreshed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from regcli import rundir
+from regcli.errors import BadInputError, RunDirError
+
+VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "good_fit", "diverged", "not_learning")
+
+
+def fail_on_verdicts(text: str | None) -> set[str]:
+    """Parses `--fail-on high_variance,diverged` into a set; unknown verdicts are bad input."""
+    if not text:
+        return set()
+    verdicts = {v.strip() for v in text.split(",") if v.strip()}
+    unknown = sorted(verdicts - set(VERDICTS))
+    if unknown:
+        raise BadInputError(
+            f"--fail-on must list verdicts among {', '.join(VERDICTS)}. Received: {', '.join(unknown)}."
+        )
+    return verdicts
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The run's resolved spec as a plain dict (safe loader; not re-validated: data may have moved)."""
+    from regcli.spec import load_yaml_file
+
+    path = Path(run) / rundir.CONFIG
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: this run directory has no resolved spec.")
+    try:
+        config = load_yaml_file(path)
+    except BadInputError as exc:
+        raise RunDirError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{path} must hold a mapping (the resolved spec). It is corrupt.")
+    return config
+
+
+def load_finished_run(run: Path) -> tuple[dict, dict, Any, dict]:
+    """status, summary, history and config of a run that has finished training."""
+    run = rundir.require_run_dir(run)
+    status = rundir.read_json(run / rundir.STATUS, "the run status")
+    state = status.get("state")
+    if state == "running":
+        raise RunDirError(
+            f"{run} is still running (status.json says state running, pid {status.get('pid')}). "
+            f"Diagnose it when it has finished, or resume it if it was killed."
+        )
+    summary = rundir.read_json(run / rundir.SUMMARY, "the run summary")
+    history = rundir.read_history(run)
+    config = read_config(run)
+    summary.setdefault("state", state)
+    return status, summary, history, config
+
+
+def diagnose_run(run: Path, *, replay: str | None = None) -> dict[str, Any]:
+    """Recomputes the diagnosis from the run's files, rewrites diagnosis.json/.md, optionally replays."""
+    from regcli.diagnosis import diagnose, render_markdown
+    from regcli.replay import parse_replay_arg, replay_report
+
+    overrides = parse_replay_arg(replay) if replay else None
+    run = Path(run)
+    _, summary, history, config = load_finished_run(run)
+    diagnosis = diagnose(history, summary, config)
+    rundir.atomic_write_json(run / rundir.DIAGNOSIS_JSON, diagnosis)
+    rundir.atomic_write_text(run / rundir.DIAGNOSIS_MD, render_markdown(diagnosis, summary))
+    result: dict[str, Any] = {"run_dir": str(run), "diagnosis": diagnosis}
+    if overrides is not None:
+        result["replay"] = replay_report(history, summary, config, overrides)
+    return result
+
+
+def print_diagnosis(console, result: dict[str, Any]) -> None:
+    """A readable rich panel: verdict, evidence, recommendations, warnings, replay."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    diag = result["diagnosis"]
+    evidence = Table.grid(padding=(0, 2))
+    evidence.add_column(style="dim")
+    evidence.add_column()
+    for key, value in diag.get("evidence", {}).items():
+        if isinstance(value, (dict, list)):
+            continue
+        evidence.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(Panel(evidence, title=f"{result['run_dir']}: [bold]{diag['verdict']}[/]", expand=False))
+    for i, rec in enumerate(diag.get("recommendations", []), start=1):
+        console.print(f"{i}. {rec.get('text') if isinstance(rec, dict) else rec}", highlight=False)
+    for warning in diag.get("warnings", []):
+        text = warning.get("text") if isinstance(warning, dict) else warning
+        console.print(f"[yellow]warning:[/] {text}", highlight=False)
+    replay = result.get("replay")
+    if replay:
+        lines = replay.get("text") or replay.get("lines") or []
+        if isinstance(lines, str):
+            lines = [lines]
+        console.print(Panel("\n".join(lines) or str(replay), title="early-stopping replay", expand=False))

@@ -1,0 +1,213 @@
+"""The run-directory layout (SPEC §4): names, atomic writes, status, reading a run back.
+
+Every file regcli writes goes through `atomic_write_bytes`: a temp file in the same
+directory, fsync, then `os.replace`, so a crash leaves either the old or the new file.
+No TensorFlow here: `diagnose` and `ls` read run directories without a backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from regcli.errors import RunDirError
+
+CONFIG = "config.yaml"
+STATUS = "status.json"
+HISTORY = "history.csv"
+SUMMARY = "summary.json"
+DIAGNOSIS_JSON = "diagnosis.json"
+DIAGNOSIS_MD = "diagnosis.md"
+CURVES = "learning_curves.png"
+MODEL = "model.keras"
+ENVIRONMENT = "environment.json"
+
+RUN_FILES = (CONFIG, STATUS, HISTORY, SUMMARY, DIAGNOSIS_JSON, DIAGNOSIS_MD, CURVES, MODEL, ENVIRONMENT)
+STATES = ("running", "completed", "failed", "diverged", "interrupted")
+
+# mkstemp creates files 0600; regcli's files get the usual permissions (0666 minus the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp with seconds, e.g. `2026-11-27T05:01:02Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_run_name(name: str, key: str = "name") -> str:
+    """Returns `name` when it is a safe directory name; raises RunDirError otherwise.
+
+    Letters, digits, `.`, `_`, `-`, starting with a letter or digit: `../../etc` or
+    `a/b` cannot escape the output directory.
+    """
+    if not _NAME_RE.match(name):
+        raise RunDirError(
+            f"{key} must be 1-100 characters of letters, digits, '.', '_' or '-', starting with a letter "
+            f"or digit, so the run directory stays inside the output directory. Received: {name!r}."
+        )
+    return name
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """Creates `<out>/<name>-<UTC timestamp>-<6 hex>` and returns it.
+
+    The random suffix and `mkdir(exist_ok=False)` make concurrent runs into the same
+    `--out` collision-free.
+    """
+    check_run_name(name)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--out {out}: cannot create the output directory: {exc.strerror or exc}.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirError(f"--out {out}: the output directory is not writable. Choose another --out.")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for _ in range(100):
+        run = out / f"{name}-{stamp}-{secrets.token_hex(3)}"
+        if run.resolve().parent != out.resolve():
+            raise RunDirError(f"name {name!r} would leave the output directory {out}.")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunDirError(f"--out {out}: cannot create a run directory: {exc.strerror or exc}.") from None
+        return run
+    raise RunDirError(f"--out {out}: could not find a free run directory name.")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes `data` to `path` atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonable(value: Any) -> Any:
+    """Converts numpy scalars/arrays and NaN/inf (-> None) into plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> None:
+    """Writes rows atomically as CSV; missing values are empty cells, floats full precision."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_status(run: Path, state: str, error: str | None = None) -> dict[str, Any]:
+    """Writes status.json, keeping `started` from the previous status if there is one."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    previous = {}
+    path = Path(run) / STATUS
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = {}
+    status = {
+        "state": state,
+        "started": previous.get("started") or utc_now(),
+        "ended": None if state == "running" else utc_now(),
+        "error": error,
+        "pid": os.getpid(),
+    }
+    atomic_write_json(path, status)
+    return status
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Reads a JSON object a run directory should hold; a clear RunDirError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: {what} has not been written (was the run interrupted?).")
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path} is not text: the file is corrupt.") from None
+    except ValueError as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}): the file is truncated or corrupt.") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} must hold a JSON object. Received: {type(data).__name__}.")
+    return data
+
+
+def read_history(run: Path):
+    """Reads history.csv as a DataFrame; a clear RunDirError for a missing, empty or truncated file."""
+    import pandas as pd
+
+    path = Path(run) / HISTORY
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: no epoch of this run has been recorded.")
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise RunDirError(f"{path} is empty: no epoch of this run has been recorded.")
+    if not text.endswith("\n"):
+        raise RunDirError(f"{path} ends in a partial line: the file is truncated.")
+    try:
+        df = pd.read_csv(io.StringIO(text))
+    except Exception as exc:  # pandas raises several parser error types
+        raise RunDirError(f"{path} cannot be parsed as CSV ({exc}): the file is corrupt.") from None
+    missing = [c for c in ("epoch", "loss", "val_loss") if c not in df.columns]
+    if missing:
+        raise RunDirError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a regcli history.")
+    return df
+
+
+def require_run_dir(run: Path) -> Path:
+    """Checks that `run` is a directory holding status.json; returns it as a Path."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunDirError(f"{run} is not a directory. Pass a run directory such as runs/<name>-<time>-<id>.")
+    if not (run / STATUS).is_file() and not (run / CONFIG).is_file():
+        raise RunDirError(f"{run} is not a regcli run directory: it has no {STATUS} or {CONFIG}.")
+    return run

@@ -1,0 +1,245 @@
+"""One experiment, end to end: spec -> data -> run directory -> training -> files.
+
+Bad input (spec, data, arguments) is detected before the run directory is created.
+Once it exists, status.json always tells the truth: `running` while training,
+then `completed`, `diverged`, `failed` or `interrupted`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regcli import __version__, rundir
+from regcli.errors import BadInputError, RegcliError, RunFailedError
+
+SMOKE_EPOCHS = 2
+SMOKE_TRAIN_ROWS = 256
+
+_FIRST_COLUMNS = ["epoch", "loss", "val_loss", "data_loss", "val_data_loss", "clean_loss", "clean_data_loss"]
+_LAST_COLUMNS = ["lr", "seconds"]
+
+
+class Interrupted(RegcliError):
+    """Ctrl-C during training: the run directory is consistent, state `interrupted` (exit 130)."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+    diagnosis: dict[str, Any]
+    state: str
+
+
+def history_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """history.csv columns: losses first, then metrics (train, val, clean), then lr and seconds."""
+    keys = list(rows[0]) if rows else list(_FIRST_COLUMNS)
+    first = [c for c in _FIRST_COLUMNS if c in keys]
+    last = [c for c in _LAST_COLUMNS if c in keys]
+    middle = sorted((c for c in keys if c not in first and c not in last), key=lambda c: (c.startswith("clean_"), c.startswith("val_"), c))
+    return first + middle + last
+
+
+def effective_spec(spec: Any, *, smoke: bool) -> Any:
+    """The spec as it will run: `--smoke` caps epochs at 2 (rows are capped on the data)."""
+    if not smoke:
+        return spec
+    training = spec.training.model_copy(update={"epochs": min(spec.training.epochs, SMOKE_EPOCHS)})
+    return spec.model_copy(update={"training": training})
+
+
+def check_compatible(spec: Any, task: str) -> None:
+    """Cross-checks the spec against what the data turned out to be (before any training)."""
+    monitor = spec.training.early_stopping.monitor
+    if task == "regression" and monitor.endswith("accuracy"):
+        raise BadInputError(
+            f"training.early_stopping.monitor is {monitor!r}, but this is a regression task, which "
+            f"reports mae. Use val_loss, val_data_loss or val_mae."
+        )
+    if task != "regression" and monitor.endswith("mae"):
+        raise BadInputError(
+            f"training.early_stopping.monitor is {monitor!r}, but this is a {task} task, which reports "
+            f"accuracy. Use val_loss, val_data_loss or val_accuracy."
+        )
+    if spec.model.init_from:
+        model_file = Path(spec.model.init_from) / rundir.MODEL
+        if not model_file.is_file() or model_file.stat().st_size == 0:
+            raise BadInputError(f"model.init_from: {model_file} is missing or empty; point it at a completed run.")
+
+
+def default_name(spec: Any) -> str:
+    if spec.name:
+        return spec.name
+    if spec.data.source:
+        return spec.data.source
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(spec.data.path).stem) or "run"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(device: str) -> dict[str, Any]:
+    """Python, Keras, backend and version, device, OS, command line, git commit of CWD."""
+    import keras
+
+    from regcli import train
+
+    gpus = train.visible_gpus()
+    return {
+        "regcli": __version__,
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+        "backend": train.backend_name(),
+        "backend_version": train.backend_version(),
+        "device": "gpu" if gpus and device != "cpu" else "cpu",
+        "gpus": gpus,
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "command_line": sys.argv,
+        "git_commit": _git_commit(),
+    }
+
+
+def run_experiment(
+    spec: Any,
+    *,
+    out: Path,
+    name: str | None = None,
+    smoke: bool = False,
+    on_start: Callable[[Path, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> RunOutcome:
+    """Trains one spec into a new run directory under `out` and returns the outcome.
+
+    Raises BadInputError (before creating anything) for unusable input,
+    Interrupted on Ctrl-C and RunFailedError when training fails; a diverged run
+    returns normally with state `diverged` (the CLI turns it into exit code 1).
+    """
+    from regcli import backend
+    from regcli.data import load_dataset, smoke_limit
+    from regcli.spec import dump_spec_yaml
+
+    spec = effective_spec(spec, smoke=smoke)
+    ds = load_dataset(spec.data, seed=spec.seed, task=spec.model.task)
+    if smoke:
+        ds = smoke_limit(ds, SMOKE_TRAIN_ROWS)
+    check_compatible(spec, ds.task)
+    backend.select(spec.backend, spec.device)
+    backend.import_keras_quietly()
+    from regcli import train  # imports Keras with the selected backend
+
+    gpus = train.visible_gpus()
+    if spec.device == "gpu" and not gpus:
+        raise BadInputError(f"device: gpu was asked for, but the {spec.backend} backend sees no GPU. Use device: auto or cpu.")
+
+    run = rundir.new_run_dir(Path(out), rundir.check_run_name(name or default_name(spec), "--name" if name else "name"))
+    started = time.perf_counter()
+    rundir.atomic_write_text(run / rundir.CONFIG, dump_spec_yaml(spec))
+    rundir.write_status(run, "running")
+    env = environment_info(spec.device)
+    env["smoke"] = smoke
+    rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
+    if on_start is not None:
+        on_start(run, spec.training.epochs)
+
+    rows: list[dict[str, Any]] = []
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows))
+        if on_epoch is not None:
+            on_epoch(row)
+
+    try:
+        init_path = str(Path(spec.model.init_from) / rundir.MODEL) if spec.model.init_from else None
+        result = train.train(spec, ds, on_epoch=record, init_model_path=init_path)
+    except KeyboardInterrupt:
+        rundir.write_status(run, "interrupted", "interrupted by the user (Ctrl-C)")
+        raise Interrupted(f"Interrupted. {run} is consistent: state interrupted, {len(rows)} epoch(s) in history.csv.") from None
+    except RegcliError as exc:
+        rundir.write_status(run, "failed", str(exc))
+        raise
+    except Exception as exc:  # a backend error: record it, report it without a traceback
+        rundir.write_status(run, "failed", f"{type(exc).__name__}: {exc}")
+        raise RunFailedError(f"Training failed in {run}: {type(exc).__name__}: {exc}") from None
+
+    state = "diverged" if result.diverged else "completed"
+    try:
+        outcome = _write_results(run, spec, ds, result, state, env, time.perf_counter() - started, smoke)
+    except KeyboardInterrupt:
+        rundir.write_status(run, "interrupted", "interrupted by the user (Ctrl-C) while writing results")
+        raise Interrupted(f"Interrupted while writing results. {run}: state interrupted.") from None
+    except OSError as exc:
+        _try_status(run, "failed", f"could not write results: {exc}")
+        raise RunFailedError(f"Could not write the results of {run}: {exc.strerror or exc}.") from None
+    return outcome
+
+
+def _try_status(run: Path, state: str, error: str) -> None:
+    try:
+        rundir.write_status(run, state, error)
+    except OSError:
+        pass
+
+
+def _write_results(run, spec, ds, result, state, env, seconds, smoke) -> RunOutcome:
+    from regcli import plots
+    from regcli.diagnosis import diagnose, render_markdown
+    from regcli.spec import spec_to_dict
+    from regcli.train import save_model
+
+    summary = dict(result.summary)
+    summary.update(
+        {
+            "run_name": run.name,
+            "state": state,
+            "task": ds.task,
+            "n_classes": ds.n_classes,
+            "n_train": int(len(ds.x_train)),
+            "n_val": int(len(ds.x_val)),
+            "n_test": int(len(ds.x_test)),
+            "seconds": seconds,
+            "seed": spec.seed,
+            "backend": env["backend"],
+            "device": env["device"],
+            "smoke": smoke,
+            "baseline_val_error": ds.info.get("baseline_val_error"),
+            "target_mean": ds.target_mean,
+            "target_std": ds.target_std,
+            "data": ds.info,
+        }
+    )
+    save_model(result.model, run / rundir.MODEL)
+    rundir.atomic_write_json(run / rundir.SUMMARY, summary)
+    summary = json.loads((run / rundir.SUMMARY).read_text())  # the JSON form (NaN -> null) feeds the rest
+    history = rundir.read_history(run)
+    config = spec_to_dict(spec)
+    diagnosis = diagnose(history, summary, config)
+    rundir.atomic_write_json(run / rundir.DIAGNOSIS_JSON, diagnosis)
+    rundir.atomic_write_text(run / rundir.DIAGNOSIS_MD, render_markdown(diagnosis, summary))
+    plots.learning_curves(history, summary, run / rundir.CURVES)
+    error = None
+    if state == "diverged":
+        error = "the loss became NaN or infinite (TerminateOnNaN stopped training)"
+    rundir.write_status(run, state, error)
+    return RunOutcome(run, summary, diagnosis, state)
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
