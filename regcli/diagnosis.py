@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regcli.errors import BadInputError
+from regcli.replay import resolve_mode
+
 VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "good_fit", "diverged", "not_learning")
 
 # Defaults of the `diagnosis:` keys. Each is read with `.get(key, default)`, so a config
@@ -43,7 +46,7 @@ DEFAULTS: dict[str, float] = {
 # Fixed curve-reading constants (not spec keys).
 IMPROVING_REL_DROP = 0.01  # train loss fell > 1% over the window: training is still improving
 VAL_RISE_REL = 0.02  # val rose > 2% above its minimum (and by more than its own noise): a rise, not a wobble
-EARLY_BEST_EPOCHS = 2  # best epoch within 2 epochs of the first monitored one: stopping fired on warm-up noise
+EARLY_BEST_EPOCHS = 2  # best within 2 epochs of the first monitored one: stopped on warm-up noise
 BN_MIN_BATCH = 16  # SPEC §5.4: BatchNorm batch statistics from < 16 rows are too noisy
 HEAVY_DROPOUT = 0.5  # dropout >= 0.5 on top of BN and L2 usually underfits an MLP
 REG_STEP = 10.0  # one decade per step: L1/L2 strengths act on a log scale
@@ -143,8 +146,10 @@ class _Run:
         summary = summary or {}
         config = config or {}
         section = _get(config, "diagnosis", {}) or {}
-        th = {key: (_num(section.get(key)) if _num(section.get(key)) is not None else default)
-              for key, default in DEFAULTS.items()}
+        th = {
+            key: (_num(section.get(key)) if _num(section.get(key)) is not None else default)
+            for key, default in DEFAULTS.items()
+        }
         th["curve_window"] = max(2, int(th["curve_window"]))
         task = summary.get("task") or _get(config, "model.task")
         if task not in ("binary", "multiclass", "regression"):
@@ -182,7 +187,12 @@ class _Run:
         if self.kernel_l1() > 0 or self.kernel_l2() > 0:
             return True
         if self.layers is not None:
-            keys = ("bias_regularizer.l1", "bias_regularizer.l2", "activity_regularizer.l1", "activity_regularizer.l2")
+            keys = (
+                "bias_regularizer.l1",
+                "bias_regularizer.l2",
+                "activity_regularizer.l1",
+                "activity_regularizer.l2",
+            )
             return any((_num(_get(la, k)) or 0.0) > 0 for la in self.layers for k in keys)
         return any((_num(self.cfg(k)) or 0.0) > 0 for k in ("model.bias_l2", "model.activity_l2"))
 
@@ -382,7 +392,9 @@ def _evidence(run: _Run) -> dict[str, Any]:
             rel_drop = -slope * (x[-1] - x[0]) / max(abs(float(np.mean(y))), MIN_STEP)
     ev.update(train_slope_per_epoch=slope, train_rel_drop_window=rel_drop)
     ev["still_improving"] = None if rel_drop is None else rel_drop > IMPROVING_REL_DROP
-    if best_epoch is not None and epochs_run:
+    # "Best" is the validation curve's best epoch. Only a restored run's best_epoch is that
+    # (Keras's rule); otherwise the shipped epoch is simply the last and says nothing.
+    if best_epoch is not None and epochs_run and s.get("restored_best_weights"):
         ev["best_is_last"] = int(best_epoch) == int(epochs_run)
     else:
         ev["best_is_last"] = None if val_best_epoch is None else val_best_epoch == last_epoch
@@ -474,7 +486,8 @@ def _curve_reading(ev: dict[str, Any], n: int, last_epoch: int | None) -> str:
 def _verdict(run: _Run, ev: dict[str, Any]) -> str:
     losses = [_num(_get(run.summary, f"metrics.{s}.loss")) for s in ("train", "val")]
     summary_nan = any(
-        _get(run.summary, f"metrics.{s}.loss") is not None and loss is None for s, loss in zip(("train", "val"), losses, strict=True)
+        _get(run.summary, f"metrics.{s}.loss") is not None and loss is None
+        for s, loss in zip(("train", "val"), losses, strict=True)
     )
     if ev["state"] == "diverged" or ev["first_nonfinite_epoch"] is not None or summary_nan:
         return "diverged"
@@ -510,7 +523,9 @@ def _verdict_reason(verdict: str, ev: dict[str, Any]) -> str:
         f"avoidable bias {f(ev['avoidable_bias'])} (clean train error {f(ev['train_error'])} − target "
         f"{f(ev['target_error'])}) vs tolerance {f(ev['bias_tolerance'])}"
     )
-    gap_part = f"gap {f(ev['gap'])} (val error {f(ev['val_error'])} − train) vs tolerance {f(ev['gap_tolerance'])}"
+    gap_part = (
+        f"gap {f(ev['gap'])} (val error {f(ev['val_error'])} − train) vs tolerance {f(ev['gap_tolerance'])}"
+    )
     return {
         "high_bias": f"the model underfits: {bias_part}.",
         "high_variance": f"the model overfits: {gap_part}.",
@@ -553,7 +568,12 @@ def _raise_l2(run: _Run) -> dict[str, Any] | None:
     if run.layers is not None:
         cur = run.kernel_l2()
         new = _step_up(cur, L2_START)
-        return _rec("model.layers", cur, new, f"raise kernel_regularizer.l2 of the dense/conv layers in model.layers from {_fmt(cur)} to {_fmt(new)}")
+        return _rec(
+            "model.layers",
+            cur,
+            new,
+            f"raise kernel_regularizer.l2 of the dense/conv layers in model.layers from {_fmt(cur)} to {_fmt(new)}",
+        )
     l1, l2 = run.kernel_l1(), run.kernel_l2()
     if l2 == 0 and l1 > 0:  # an L1-only model: strengthen the penalty it already uses
         new = _step_up(l1, L1_START)
@@ -569,7 +589,12 @@ def _lower_penalty(run: _Run) -> dict[str, Any] | None:
         if l2 <= 0:
             return None
         new = _step_down(l2)
-        return _rec("model.layers", l2, new, f"lower kernel_regularizer.l2 of the layers in model.layers from {_fmt(l2)} to {_fmt(new)}")
+        return _rec(
+            "model.layers",
+            l2,
+            new,
+            f"lower kernel_regularizer.l2 of the layers in model.layers from {_fmt(l2)} to {_fmt(new)}",
+        )
     if l2 > 0:
         new = _step_down(l2)
         return _rec("model.l2", l2, new, f"lower model.l2 from {_fmt(l2)} to {_fmt(new)}")
@@ -581,16 +606,34 @@ def _lower_penalty(run: _Run) -> dict[str, Any] | None:
 
 def _raise_dropout(run: _Run) -> dict[str, Any] | None:
     if run.layers is not None:
-        rates = [(i, _num(la.get("rate")) or 0.0) for i, la in enumerate(run.layers) if la.get("type") in ("dropout", "spatial_dropout2d")]
+        rates = [
+            (i, _num(la.get("rate")) or 0.0)
+            for i, la in enumerate(run.layers)
+            if la.get("type") in ("dropout", "spatial_dropout2d")
+        ]
         if not rates:
             idx, units = _widest_dense(run)
-            where = f"the {units}-unit dense layer (model.layers[{idx}])" if idx is not None else "the widest layer"
-            return _rec("model.layers", 0.0, DROPOUT_START, f"add dropout {DROPOUT_START} after {where}: {{type: dropout, rate: {DROPOUT_START}}}")
+            where = (
+                f"the {units}-unit dense layer (model.layers[{idx}])"
+                if idx is not None
+                else "the widest layer"
+            )
+            return _rec(
+                "model.layers",
+                0.0,
+                DROPOUT_START,
+                f"add dropout {DROPOUT_START} after {where}: {{type: dropout, rate: {DROPOUT_START}}}",
+            )
         i, rate = min(rates, key=lambda r: r[1])
         if rate >= DROPOUT_MAX:
             return None
         new = _round(min(DROPOUT_MAX, rate + DROPOUT_STEP))
-        return _rec("model.layers", rate, new, f"raise the dropout rate of model.layers[{i}] from {_fmt(rate)} to {_fmt(new)}")
+        return _rec(
+            "model.layers",
+            rate,
+            new,
+            f"raise the dropout rate of model.layers[{i}] from {_fmt(rate)} to {_fmt(new)}",
+        )
     if not run.hidden:
         return None
     rate = _num(run.cfg("model.dropout")) or 0.0
@@ -598,7 +641,9 @@ def _raise_dropout(run: _Run) -> dict[str, Any] | None:
         return None
     if rate == 0:
         return _rec(
-            "model.dropout", 0.0, DROPOUT_START,
+            "model.dropout",
+            0.0,
+            DROPOUT_START,
             f"add dropout {DROPOUT_START} to the hidden blocks (model.dropout from 0 to {DROPOUT_START}; "
             f"the {max(run.hidden)}-unit block is the widest)",
         )
@@ -611,10 +656,17 @@ def _lower_dropout(run: _Run) -> dict[str, Any] | None:
     if not rates or max(rates) <= 0:
         return None
     rate = max(rates)
-    new = math.floor(round(rate * 10, 6) / 2) / 10  # roughly halve, on the 0.1 grid: 0.5 -> 0.2, 0.2 -> 0.1, 0.1 -> 0
+    new = (
+        math.floor(round(rate * 10, 6) / 2) / 10
+    )  # roughly halve, on the 0.1 grid: 0.5 -> 0.2, 0.2 -> 0.1, 0.1 -> 0
     if run.layers is not None:
         i = next(i for i, la in enumerate(run.layers) if (_num(la.get("rate")) or 0.0) == rate)
-        return _rec("model.layers", rate, new, f"lower the dropout rate of model.layers[{i}] from {_fmt(rate)} to {_fmt(new)}")
+        return _rec(
+            "model.layers",
+            rate,
+            new,
+            f"lower the dropout rate of model.layers[{i}] from {_fmt(rate)} to {_fmt(new)}",
+        )
     return _rec("model.dropout", rate, new, f"lower model.dropout from {_fmt(rate)} to {_fmt(new)}")
 
 
@@ -623,7 +675,12 @@ def _widen(run: _Run) -> dict[str, Any] | None:
         idx, units = _widest_dense(run)
         if idx is None:
             return None
-        return _rec("model.layers", units, 2 * units, f"widen the dense layers in model.layers: double their units (the widest from {units} to {2 * units})")
+        return _rec(
+            "model.layers",
+            units,
+            2 * units,
+            f"widen the dense layers in model.layers: double their units (the widest from {units} to {2 * units})",
+        )
     hidden = run.hidden
     if not hidden:
         return _rec("model.hidden", [], [64], "add a hidden block: set model.hidden from [] to [64]")
@@ -639,14 +696,18 @@ def _train_longer(run: _Run, ev: dict[str, Any]) -> dict[str, Any] | None:
     if ev["ran_out_of_epochs"]:
         why = "validation still improving" if ev["best_is_last"] else "training loss still falling"
         return _rec(
-            "training.epochs", epochs, 2 * epochs,
+            "training.epochs",
+            epochs,
+            2 * epochs,
             f"train longer: {why} at epoch {ev['epochs_run']} — raise training.epochs from {epochs} to {2 * epochs}",
         )
     patience = int(run.es("patience", 0) or 0)
     if ev["stopped_early"] and ev["still_improving"] and run.es("enabled", True):
         new = max(2 * patience, 5)
         return _rec(
-            "training.early_stopping.patience", patience, new,
+            "training.early_stopping.patience",
+            patience,
+            new,
             f"early stopping fired at epoch {ev['epochs_run']} while the training loss was still falling: "
             f"raise training.early_stopping.patience from {patience} to {new}",
         )
@@ -660,12 +721,16 @@ def _early_stopping_hygiene(run: _Run, ev: dict[str, Any]) -> dict[str, Any] | N
     best, shipped = ev["val_curve_best_epoch"], ev["shipped_epoch"]
     if run.es("enabled", True) is False and shipped != best:
         return _rec(
-            "training.early_stopping.enabled", False, True,
+            "training.early_stopping.enabled",
+            False,
+            True,
             f"enable early stopping: {ev['val_curve']} was best at epoch {best} but epoch {shipped} was shipped",
         )
     if run.es("restore_best_weights", True) is False and shipped != best:
         return _rec(
-            "training.early_stopping.restore_best_weights", False, True,
+            "training.early_stopping.restore_best_weights",
+            False,
+            True,
             f"set training.early_stopping.restore_best_weights to true: {ev['val_curve']} was best at epoch "
             f"{best} but the last epoch ({shipped}) was shipped",
         )
@@ -678,7 +743,9 @@ def _lower_patience(run: _Run, ev: dict[str, Any]) -> dict[str, Any] | None:
         return None
     new = max(2, min(patience // 2, 10))
     return _rec(
-        "training.early_stopping.patience", patience, new,
+        "training.early_stopping.patience",
+        patience,
+        new,
         f"rely on early stopping: {ev['val_curve']} stopped improving at epoch {ev['val_curve_best_epoch']} "
         f"and early stopping never fired — lower training.early_stopping.patience from {patience} to {new}",
     )
@@ -687,7 +754,12 @@ def _lower_patience(run: _Run, ev: dict[str, Any]) -> dict[str, Any] | None:
 def _more_data(run: _Run, ev: dict[str, Any]) -> dict[str, Any]:
     fraction = _num(run.cfg("data.train_fraction")) or 1.0
     if fraction < 1.0:
-        return _rec("data.train_fraction", fraction, 1.0, f"use all the training data: raise data.train_fraction from {_fmt(fraction)} to 1.0")
+        return _rec(
+            "data.train_fraction",
+            fraction,
+            1.0,
+            f"use all the training data: raise data.train_fraction from {_fmt(fraction)} to 1.0",
+        )
     n = f" (n_train = {ev['n_train']})" if ev["n_train"] else ""
     return _rec(None, None, None, f"get more training data{n}: the gap shrinks as the training set grows")
 
@@ -698,7 +770,12 @@ def _learning_rate(run: _Run, direction: str, why: str) -> dict[str, Any] | None
         return None
     new = _round(lr / 10) if direction == "down" else _round(lr * 10)
     verb = "lower" if direction == "down" else "raise"
-    return _rec("training.learning_rate", lr, new, f"{verb} training.learning_rate from {_fmt(lr)} to {_fmt(new)}: {why}")
+    return _rec(
+        "training.learning_rate",
+        lr,
+        new,
+        f"{verb} training.learning_rate from {_fmt(lr)} to {_fmt(new)}: {why}",
+    )
 
 
 def _recommendations(run: _Run, ev: dict[str, Any], verdict: str) -> list[dict[str, Any]]:
@@ -708,25 +785,46 @@ def _recommendations(run: _Run, ev: dict[str, Any], verdict: str) -> list[dict[s
         if ev["best_is_last"] and ev["ran_out_of_epochs"]:
             recs.append(_train_longer(run, ev))
     elif verdict == "high_variance":
-        regularize = [_raise_dropout(run), _raise_l2(run)] if run.l2_before_batchnorm() else [_raise_l2(run), _raise_dropout(run)]
+        regularize = (
+            [_raise_dropout(run), _raise_l2(run)]
+            if run.l2_before_batchnorm()
+            else [_raise_l2(run), _raise_dropout(run)]
+        )
         recs = [_early_stopping_hygiene(run, ev), *regularize, _more_data(run, ev), _lower_patience(run, ev)]
     elif verdict in ("high_bias", "high_bias_and_variance"):
         recs = []
         if verdict == "high_bias_and_variance":
-            recs.append(_rec(
-                None, None, None,
-                f"don't add regularization: both errors are high (avoidable bias {_fmt(ev['avoidable_bias'])}, "
-                f"gap {_fmt(ev['gap'])}) — fix bias first",
-            ))
+            recs.append(
+                _rec(
+                    None,
+                    None,
+                    None,
+                    f"don't add regularization: both errors are high (avoidable bias {_fmt(ev['avoidable_bias'])}, "
+                    f"gap {_fmt(ev['gap'])}) — fix bias first",
+                )
+            )
         penalty_first = (ev["penalty_share"] or 0.0) > run.th["max_penalty_share"] or run.kernel_l2() >= 1e-3
-        less_reg = [_lower_penalty(run), _lower_dropout(run)] if penalty_first else [_lower_dropout(run), _lower_penalty(run)]
+        less_reg = (
+            [_lower_penalty(run), _lower_dropout(run)]
+            if penalty_first
+            else [_lower_dropout(run), _lower_penalty(run)]
+        )
         recs += [_train_longer(run, ev), *less_reg, _widen(run)]
     elif verdict == "diverged":
         where = f" at epoch {ev['first_nonfinite_epoch']}" if ev["first_nonfinite_epoch"] else ""
         recs = [_learning_rate(run, "down", f"the loss became NaN/inf{where}")]
         if run.cfg("data.standardize", True) is False:
-            recs.append(_rec("data.standardize", False, True, "set data.standardize to true: unscaled features make the loss explode"))
-        recs.append(_rec(None, None, None, "check the data for NaN/inf values and extreme feature or target scales"))
+            recs.append(
+                _rec(
+                    "data.standardize",
+                    False,
+                    True,
+                    "set data.standardize to true: unscaled features make the loss explode",
+                )
+            )
+        recs.append(
+            _rec(None, None, None, "check the data for NaN/inf values and extreme feature or target scales")
+        )
     else:  # not_learning
         recs = []
         if (ev["penalty_share"] or 0.0) > run.th["max_penalty_share"]:
@@ -736,17 +834,30 @@ def _recommendations(run: _Run, ev: dict[str, Any], verdict: str) -> list[dict[s
         if not moved and lr < 1e-3:
             recs.append(_learning_rate(run, "up", "the training loss barely moved"))
         elif not moved:
-            recs.append(_learning_rate(run, "down", "a learning rate this high can bounce around without learning"))
+            recs.append(
+                _learning_rate(run, "down", "a learning rate this high can bounce around without learning")
+            )
         recs.append(_widen(run))
         noise = _num(run.cfg("data.label_noise")) or 0.0
         if noise > 0:
-            recs.append(_rec("data.label_noise", noise, 0.0, f"lower data.label_noise from {_fmt(noise)} to 0: that share of training labels is flipped"))
+            recs.append(
+                _rec(
+                    "data.label_noise",
+                    noise,
+                    0.0,
+                    f"lower data.label_noise from {_fmt(noise)} to 0: that share of training labels is flipped",
+                )
+            )
         base = "mean" if run.metric == "mae" else "majority-class"
-        recs.append(_rec(
-            None, None, None,
-            f"check the labels and features (data.target, data.source): val error {_fmt(ev['val_error'])} "
-            f"is no better than the {base} predictor's {_fmt(ev['baseline_val_error'])}",
-        ))
+        recs.append(
+            _rec(
+                None,
+                None,
+                None,
+                f"check the labels and features (data.target, data.source): val error {_fmt(ev['val_error'])} "
+                f"is no better than the {base} predictor's {_fmt(ev['baseline_val_error'])}",
+            )
+        )
     return [r for r in recs if r is not None]
 
 
@@ -761,81 +872,103 @@ def _warnings(run: _Run, ev: dict[str, Any], verdict: str) -> list[dict[str, str
     out: list[dict[str, str]] = []
     th = run.th
     if ev["epochs_run"] == 0 or len(run.history) == 0:
-        out.append(_warn("no_epochs", "history.csv has no epochs: the diagnosis rests on summary.json alone."))
+        out.append(
+            _warn("no_epochs", "history.csv has no epochs: the diagnosis rests on summary.json alone.")
+        )
     if ev["train_error_source"] == f"history.{run.metric}":
-        out.append(_warn(
-            "clean_metrics_missing",
-            f"No clean (inference-mode) training metric was recorded; train error comes from {run.metric} as "
-            "trained, with dropout active and BatchNorm batch statistics, which overstates it.",
-        ))
+        out.append(
+            _warn(
+                "clean_metrics_missing",
+                f"No clean (inference-mode) training metric was recorded; train error comes from {run.metric} as "
+                "trained, with dropout active and BatchNorm batch statistics, which overstates it.",
+            )
+        )
     share = ev["penalty_share"]
     if share is not None and share > th["max_penalty_share"]:
-        out.append(_warn(
-            "penalty_dominates",
-            f"The regularization penalty is {share:.0%} of the loss (> {th['max_penalty_share']:.0%}): the optimizer "
-            "mostly shrinks weights instead of fitting the data. Lower model.l1/model.l2.",
-        ))
+        out.append(
+            _warn(
+                "penalty_dominates",
+                f"The regularization penalty is {share:.0%} of the loss (> {th['max_penalty_share']:.0%}): the optimizer "
+                "mostly shrinks weights instead of fitting the data. Lower model.l1/model.l2.",
+            )
+        )
     if str(ev["monitor"]).removeprefix("val_") == "loss" and run.has_penalty():
-        out.append(_warn(
-            "val_loss_includes_penalty",
-            f"Early stopping monitors {ev['monitor']}, which includes the L1/L2 penalty: it is not comparable "
-            "across penalty strengths. val_loss includes the penalty; rank runs on val_data_loss.",
-        ))
+        out.append(
+            _warn(
+                "val_loss_includes_penalty",
+                f"Early stopping monitors {ev['monitor']}, which includes the L1/L2 penalty: it is not comparable "
+                "across penalty strengths. val_loss includes the penalty; rank runs on val_data_loss.",
+            )
+        )
     epochs = run.cfg("training.epochs")
     patience = run.es("patience")
     start = int(run.es("start_from_epoch", 0) or 0)
     if run.es("enabled", True) and epochs is not None and patience is not None:
         if start + max(int(patience), 1) >= int(epochs):
-            out.append(_warn(
-                "patience_never_fires",
-                f"training.early_stopping.patience ({patience}) + start_from_epoch ({start}) >= training.epochs "
-                f"({epochs}): early stopping can never fire. Lower patience or raise epochs.",
-            ))
+            out.append(
+                _warn(
+                    "patience_never_fires",
+                    f"training.early_stopping.patience ({patience}) + start_from_epoch ({start}) >= training.epochs "
+                    f"({epochs}): early stopping can never fire. Lower patience or raise epochs.",
+                )
+            )
     batch = run.cfg("training.batch_size")
     if run.uses_batchnorm() and batch is not None and int(batch) < BN_MIN_BATCH:
-        out.append(_warn(
-            "batchnorm_small_batch",
-            f"BatchNorm with training.batch_size {batch} (< {BN_MIN_BATCH}): batch statistics are too noisy, and "
-            "training and inference disagree. Raise the batch size or drop BatchNorm.",
-        ))
+        out.append(
+            _warn(
+                "batchnorm_small_batch",
+                f"BatchNorm with training.batch_size {batch} (< {BN_MIN_BATCH}): batch statistics are too noisy, and "
+                "training and inference disagree. Raise the batch size or drop BatchNorm.",
+            )
+        )
     rates = run.dropout_rates()
     if rates and max(rates) >= HEAVY_DROPOUT and run.uses_batchnorm() and run.kernel_l2() > 0:
-        out.append(_warn(
-            "dropout_bn_l2_stack",
-            f"Dropout {_fmt(max(rates))} stacked on BatchNorm and L2: three regularizers at once usually underfit, "
-            "and dropout before BatchNorm shifts its statistics between training and inference.",
-        ))
+        out.append(
+            _warn(
+                "dropout_bn_l2_stack",
+                f"Dropout {_fmt(max(rates))} stacked on BatchNorm and L2: three regularizers at once usually underfit, "
+                "and dropout before BatchNorm shifts its statistics between training and inference.",
+            )
+        )
     if run.l2_before_batchnorm():
-        out.append(_warn(
-            "l2_before_batchnorm",
-            "L2 on kernels that feed BatchNormalization barely regularizes: BN makes the output scale-invariant "
-            "in those weights, so L2 mostly acts as a learning-rate increase. Dropout or the output layer's "
-            "penalty regularize; compare runs on val_data_loss.",
-        ))
+        out.append(
+            _warn(
+                "l2_before_batchnorm",
+                "L2 on kernels that feed BatchNormalization barely regularizes: BN makes the output scale-invariant "
+                "in those weights, so L2 mostly acts as a learning-rate increase. Dropout or the output layer's "
+                "penalty regularize; compare runs on val_data_loss.",
+            )
+        )
     out += _validation_noise_warnings(run, ev)
     best = ev["best_epoch"]
     if ev["stopped_early"] and best is not None and int(best) <= start + EARLY_BEST_EPOCHS:
-        out.append(_warn(
-            "early_stop_fired_early",
-            f"Early stopping fired with the best epoch at {best}: validation never improved after the first "
-            "epochs. The learning rate may be too high or the validation curve too noisy; raise patience or "
-            "start_from_epoch to rule out warm-up noise.",
-        ))
+        out.append(
+            _warn(
+                "early_stop_fired_early",
+                f"Early stopping fired with the best epoch at {best}: validation never improved after the first "
+                "epochs. The learning rate may be too high or the validation curve too noisy; raise patience or "
+                "start_from_epoch to rule out warm-up noise.",
+            )
+        )
     if verdict == "not_learning" and ev["baseline_val_error"] is not None and ev["val_error"] is not None:
         base = "mean" if run.metric == "mae" else "majority-class"
-        out.append(_warn(
-            "not_learning",
-            f"val error {_fmt(ev['val_error'])} is no better than the {base} predictor's "
-            f"{_fmt(ev['baseline_val_error'])}: the model has learned nothing usable.",
-        ))
+        out.append(
+            _warn(
+                "not_learning",
+                f"val error {_fmt(ev['val_error'])} is no better than the {base} predictor's "
+                f"{_fmt(ev['baseline_val_error'])}: the model has learned nothing usable.",
+            )
+        )
     noise = _num(run.cfg("data.label_noise")) or 0.0
     if noise > 0:
-        out.append(_warn(
-            "label_noise",
-            f"data.label_noise = {_fmt(noise)}: that share of TRAINING labels was flipped on purpose. Val labels "
-            "are clean; train error is inflated by design (by up to the flipped share), so avoidable bias is "
-            f"overstated — set diagnosis.target_error to about {_fmt(noise)} to discount it.",
-        ))
+        out.append(
+            _warn(
+                "label_noise",
+                f"data.label_noise = {_fmt(noise)}: that share of TRAINING labels was flipped on purpose. Val labels "
+                "are clean; train error is inflated by design (by up to the flipped share), so avoidable bias is "
+                f"overstated — set diagnosis.target_error to about {_fmt(noise)} to discount it.",
+            )
+        )
     return out
 
 
@@ -852,20 +985,25 @@ def _validation_noise_warnings(run: _Run, ev: dict[str, Any]) -> list[dict[str, 
             )
         if grain > ev["gap_tolerance"]:
             parts.append(f"the gap test (gap_tolerance {_fmt(ev['gap_tolerance'])}) is decided by one sample")
-        out.append(_warn(
-            "val_set_too_small",
-            f"With n_val = {ev['n_val']}, one validation sample moves the accuracy by {_fmt(grain)}: "
-            + "; ".join(parts) + ". Raise data.val_fraction.",
-        ))
+        out.append(
+            _warn(
+                "val_set_too_small",
+                f"With n_val = {ev['n_val']}, one validation sample moves the accuracy by {_fmt(grain)}: "
+                + "; ".join(parts)
+                + ". Raise data.val_fraction.",
+            )
+        )
     noise, improvement = ev["val_noise"], ev["recent_mean_improvement"]
     if noise is not None and noise > min_delta and (not improvement or noise > abs(improvement)):
-        out.append(_warn(
-            "noisy_validation",
-            f"{ev['monitor']} jitters by {_fmt(noise)} epoch to epoch over the last {ev['curve_window']} epochs, "
-            f"more than min_delta ({_fmt(min_delta)}) and than its mean improvement "
-            f"({_fmt(improvement)}): early stopping reacts to noise. Set min_delta near {_fmt(noise)} or "
-            "enlarge the validation set.",
-        ))
+        out.append(
+            _warn(
+                "noisy_validation",
+                f"{ev['monitor']} jitters by {_fmt(noise)} epoch to epoch over the last {ev['curve_window']} epochs, "
+                f"more than min_delta ({_fmt(min_delta)}) and than its mean improvement "
+                f"({_fmt(improvement)}): early stopping reacts to noise. Set min_delta near {_fmt(noise)} or "
+                "enlarge the validation set.",
+            )
+        )
     return out
 
 
@@ -873,11 +1011,10 @@ def _validation_noise_warnings(run: _Run, ev: dict[str, Any]) -> list[dict[str, 
 
 
 def _resolve_mode(mode: str, monitor: str) -> str:
-    from regcli.replay import resolve_mode  # one rule for "auto" in both modules
-
+    """The replay's rule for "auto"; an undecidable name reads as loss-like, so diagnosis goes on."""
     try:
         return resolve_mode(mode, monitor)
-    except Exception:  # an undecidable name: a loss-like default keeps the diagnosis going
+    except BadInputError:
         return "min"
 
 
@@ -960,7 +1097,9 @@ def render_markdown(diagnosis: Mapping[str, Any], summary: Mapping[str, Any] | N
     lines += ["", "## Recommendations", ""]
     recs = diagnosis.get("recommendations") or []
     for i, rec in enumerate(recs, 1):
-        knob = f" (`{rec['knob']}`: {_fmt(rec.get('from'))} → {_fmt(rec.get('to'))})" if rec.get("knob") else ""
+        knob = (
+            f" (`{rec['knob']}`: {_fmt(rec.get('from'))} → {_fmt(rec.get('to'))})" if rec.get("knob") else ""
+        )
         lines.append(f"{i}. {rec['text']}{knob}")
     if not recs:
         lines.append("None.")

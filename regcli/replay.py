@@ -52,7 +52,11 @@ def resolve_mode(mode: str, monitor: str) -> str:
             f"training.early_stopping.mode must be one of auto, min, max. Received: {mode!r}."
         )
     name = monitor.removeprefix("val_").removeprefix("clean_").lower()
-    if name == "loss" or name.endswith("loss") or any(name == f or name.endswith("_" + f) for f in _MIN_FRAGMENTS):
+    if (
+        name == "loss"
+        or name.endswith("loss")
+        or any(name == f or name.endswith("_" + f) for f in _MIN_FRAGMENTS)
+    ):
         return "min"
     if any(name == f or name.endswith("_" + f) for f in _MAX_FRAGMENTS):
         return "max"
@@ -352,7 +356,9 @@ def replay_report(
     }
     replay["val_error"] = _val_error_at(history, replay["shipped_epoch"])
 
-    actual_shipped = summary.get("shipped_epoch") or summary.get("best_epoch") or (int(epochs[-1]) if n else None)
+    actual_shipped = (
+        summary.get("shipped_epoch") or summary.get("best_epoch") or (int(epochs[-1]) if n else None)
+    )
     actual_shipped = None if actual_shipped is None else int(actual_shipped)
     shipped_rows = history.loc[history["epoch"] == actual_shipped, monitor] if actual_shipped else []
     actual = {
@@ -387,7 +393,8 @@ def replay_report(
             **{k: run_settings[k] for k in knobs},
         )
         same_best = to_epoch(own["best_epoch"]) == int(summary["best_epoch"]) or (
-            summary.get("shipped_epoch") is not None and to_epoch(own["shipped_epoch"]) == int(summary["shipped_epoch"])
+            summary.get("shipped_epoch") is not None
+            and to_epoch(own["shipped_epoch"]) == int(summary["shipped_epoch"])
         )
         consistent = same_best and bool(own["stopped_epoch"]) == bool(summary.get("stopped_early"))
         if not consistent:
@@ -419,7 +426,9 @@ def _replay_text(settings, run_settings, es, replay, actual, delta, n, beyond, m
     if es.get("enabled") is False:
         text.append("Early stopping was disabled in this run; the replay treats it as enabled.")
     if replay["stopped_epoch"] is not None:
-        text.append(f"It would have stopped after epoch {replay['stopped_epoch']} (the run ran {actual['epochs_run']}).")
+        text.append(
+            f"It would have stopped after epoch {replay['stopped_epoch']} (the run ran {actual['epochs_run']})."
+        )
     elif beyond:
         text.append(
             f"It would not have stopped within the {n} recorded epochs: the run stopped earlier than these "

@@ -63,6 +63,8 @@ __all__ = [
     "MaxPool2DLayerSpec",
     "ModelSpec",
     "RegularizerSpec",
+    "SpecDumper",
+    "SpecLoader",
     "SpatialDropout2DLayerSpec",
     "TrainingSpec",
     "apply_overrides",
@@ -161,7 +163,7 @@ Monitor = Literal[
 ]
 Padding = Literal["valid", "same"]
 
-_NAME_RE = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
+_NAME_RE = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 _LAYER_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
@@ -582,11 +584,9 @@ class _Range:
     hi_is_cap: bool = False
     fix: str = ""
 
-    def expected(self, above_cap: bool = False) -> str:
+    def expected(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        lo, hi = self.lo, self.hi
-        if self.hi_is_cap and not above_cap:
-            hi = None
+        lo, hi = self.lo, None if self.hi_is_cap else self.hi
         if lo is not None and hi is not None:
             left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
             return f"{kind} in {left}{_num_text(lo)}, {_num_text(hi)}{right}"
@@ -596,14 +596,17 @@ class _Range:
             return f"{kind} {'<' if self.hi_open else '<='} {_num_text(hi)}"
         return kind if self.integer else "a finite number"
 
+    def _inside(self, value: float) -> bool:
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
     def __call__(self, value: Any) -> Any:
         wanted = "integer" if self.integer else "number"
         ok_type = isinstance(value, int) if self.integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok_type:
             fix = _type_hint(value, wanted)
-            if self.integer and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            if self.integer and isinstance(value, float) and value.is_integer() and self._inside(value):
                 fix = f"Write {int(value)} without a decimal point or exponent."
-            _fail(_Problem("", f"must be {self.expected()}.", value, fix or self.fix))
+            _fail(_Problem("", f"must be {self.expected()}.", value, fix))
         if isinstance(value, float) and not math.isfinite(value):
             _fail(_Problem("", f"must be {self.expected()}.", value, "NaN and infinity are not allowed."))
         below = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
@@ -666,7 +669,7 @@ def _bounded_list(max_len: int, example: str) -> BeforeValidator:
         if not isinstance(value, list):
             _fail(_Problem("", f"must be a list such as {example}.", value))
         if len(value) > max_len:
-            _fail(_Problem("", f"must have at most {max_len} entries.", f"{len(value)} entries"))
+            _fail(_Problem("", f"must have at most {max_len} entries.", _Verbatim(f"{len(value)} entries")))
         return value
 
     return BeforeValidator(check)
@@ -709,12 +712,20 @@ def _freeze_entry(value: Any) -> Any:
     )
 
 
+def _expand_user(value: str) -> Path:
+    """`~/x` -> the home directory; `~nobody/x` of an unknown user stays as written."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return Path(value)
+
+
 def _resolve_path(value: str, info: ValidationInfo) -> tuple[Path, Path]:
     """(absolute path, base directory): relative paths are resolved against `base_dir`."""
-    base = Path((info.context or {}).get("base_dir") or Path.cwd())
-    path = Path(value).expanduser()
+    base = Path((info.context or {}).get("base_dir") or Path.cwd()).absolute()
+    path = _expand_user(value)
     if not path.is_absolute():
-        path = Path(base).absolute() / path
+        path = base / path
     return Path(os.path.normpath(path)), base
 
 
@@ -1191,6 +1202,16 @@ class DiagnosisSpec(_Strict):
         0.02,
         description="Variance (val error - clean train error) above this is high variance. Defaults to `0.02`.",
     )
+    not_learning_margin: _NonNegative = Field(
+        0.01,
+        description="A val error within this of the majority-class / mean predictor's is not_learning. Defaults to `0.01`.",
+    )
+    max_penalty_share: Annotated[float, _num(lo=0, lo_open=True, hi=1, fix="0.5 is the default.")] = Field(
+        0.5, description="Warn when the L1/L2 penalty is more than this share of the loss. Defaults to `0.5`."
+    )
+    curve_window: Annotated[int, _num(lo=2, hi=MAX_EPOCHS, integer=True, fix="10 is the default.")] = Field(
+        10, description="Recent epochs over which slopes and validation noise are measured. Defaults to `10`."
+    )
 
 
 class ExperimentSpec(_Strict):
@@ -1206,7 +1227,7 @@ class ExperimentSpec(_Strict):
             str,
             _string(
                 _NAME_RE,
-                f"1 to {MAX_NAME_CHARS} characters from A-Z a-z 0-9 . _ - not starting with '.'",
+                f"1 to {MAX_NAME_CHARS} characters from A-Z a-z 0-9 . _ - not starting with '.' or '-'",
                 "It names the run directory inside the output directory, e.g. bc-l2-dropout.",
             ),
         ]
@@ -1353,22 +1374,27 @@ def _check_layer_names(spec: ExperimentSpec) -> list[_Problem]:
     return problems
 
 
+def _data_task(data: DataSpec) -> str | None:
+    """The task a built-in data set poses (binary/multiclass/regression); None for files."""
+    if data.source == "synthetic_classification":
+        return "binary" if data.params.get("n_classes", 2) == 2 else "multiclass"
+    return BUILTIN_TASKS.get(data.source or "")
+
+
 def _known_task(spec: ExperimentSpec) -> str | None:
-    """binary/multiclass/regression when the spec or a built-in data set fixes it, else None."""
-    if spec.model.task != "auto":
-        return spec.model.task
-    if spec.data.source == "synthetic_classification":
-        return "binary" if spec.data.params.get("n_classes", 2) == 2 else "multiclass"
-    return BUILTIN_TASKS.get(spec.data.source or "")
+    """The task when model.task or a built-in data set fixes it, else None."""
+    return spec.model.task if spec.model.task != "auto" else _data_task(spec.data)
 
 
 def _check_task_matches_data(spec: ExperimentSpec) -> list[_Problem]:
-    """An explicit model.task fits the built-in data set."""
-    if spec.model.task == "auto" or spec.data.source is None:
-        return []
-    data_task = _known_task(spec.model_copy(update={"model": spec.model.model_copy(update={"task": "auto"})}))
-    task = spec.model.task
-    if data_task is None or task == data_task or (task == "multiclass" and data_task == "binary"):
+    """An explicit model.task fits the built-in data set (multiclass may model a binary one)."""
+    task, data_task = spec.model.task, _data_task(spec.data)
+    if (
+        task == "auto"
+        or data_task is None
+        or task == data_task
+        or (task, data_task) == ("multiclass", "binary")
+    ):
         return []
     return [
         _Problem(
@@ -1551,18 +1577,19 @@ def _closest(value: str, choices: Sequence[str]) -> str | None:
 
 def _unknown_key_line(parent: str, key: str, allowed: Sequence[str]) -> str:
     full = f"{parent}.{key}" if parent else key
+    full = f"'{full}'" if full.isprintable() and len(full) <= 100 else _show(full)
     close = [match] if (match := _closest(key, allowed)) else []
     if close:
         suggestion = f"{parent}.{close[0]}" if parent else close[0]
-        return f"Unknown key '{full}'. Did you mean '{suggestion}'?"
+        return f"Unknown key {full}. Did you mean '{suggestion}'?"
     elsewhere = [
         f"{path}.{key}" if path else key
         for path, model in _sections().items()
         if key in model.model_fields and path != parent
     ]
     if elsewhere:
-        return f"Unknown key '{full}'. Did you mean '{elsewhere[0]}'? '{key}' belongs under {elsewhere[0].rpartition('.')[0] or 'the top level'}."
-    return f"Unknown key '{full}'. Allowed keys here: {', '.join(allowed)}."
+        return f"Unknown key {full}. Did you mean '{elsewhere[0]}'? '{key}' belongs under {elsewhere[0].rpartition('.')[0] or 'the top level'}."
+    return f"Unknown key {full}. Allowed keys here: {', '.join(allowed)}."
 
 
 def _format_problem(prefix: list[str], problem: _Problem) -> str:
@@ -1612,10 +1639,14 @@ def _lines_for(error: Mapping[str, Any], raw: Any) -> list[str]:
     if kind in _TYPE_ERRORS:
         message, wanted = _TYPE_ERRORS[kind]
         fix = _type_hint(value, wanted)
-        if wanted == "mapping" and value is None:
+        if wanted == "mapping" and parts[-2:-1] == ["layers"]:
+            fix = "Each layer is a mapping such as {type: dense, units: 64}."
+        elif wanted == "mapping" and parts == ["data"]:
+            fix = _MISSING_FIXES["data"]
+        elif wanted == "mapping" and parts[-1:] == ["early_stopping"]:
+            fix = "To turn early stopping off write early_stopping: {enabled: false}."
+        elif wanted == "mapping" and value is None:
             fix = "Remove the empty key to use the defaults, or give it keys."
-            if parts[-1:] == ["early_stopping"]:
-                fix = "To turn early stopping off write early_stopping: {enabled: false}."
         return [_format_problem(parts, _Problem("", message, value, fix))]
     return [_format_problem(parts, _Problem("", f"{error.get('msg', 'is invalid')}.", value))]
 
@@ -1765,7 +1796,7 @@ def load_experiment_spec(path: str | Path, overrides: Sequence[str] = ()) -> Exp
     for text in overrides:
         key, value = parse_override(text)
         if key in PATH_KEYS and isinstance(value, str) and value.strip():
-            candidate = Path(value).expanduser()
+            candidate = _expand_user(value)
             value = str(candidate if candidate.is_absolute() else Path.cwd() / candidate)
         raw = set_dotted(raw, key, value)
     return validate_experiment(raw, p.absolute().parent, source=str(p))

@@ -30,6 +30,7 @@ from regcli.model import (
     task_head,
     weight_stats,
 )
+from regcli.replay import resolve_mode
 
 # Clean (inference-mode) training metrics are computed every epoch on a fixed training
 # subset: up to 2048 rows keeps the per-epoch overhead to one small evaluate call.
@@ -270,7 +271,8 @@ def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None,
             monitor=es_spec.monitor,
             min_delta=es_spec.min_delta,
             patience=es_spec.patience,
-            mode=es_spec.mode,
+            # Keras's "auto" cannot tell the direction of `val_data_loss`: resolve it here.
+            mode=resolve_mode(es_spec.mode, es_spec.monitor),
             baseline=es_spec.baseline,
             restore_best_weights=es_spec.restore_best_weights,
             start_from_epoch=es_spec.start_from_epoch,

@@ -135,7 +135,10 @@ def make_summary(train_error=0.02, val_error=0.03, *, task="binary", **extra):
 
 def plateau(n=25, best=20, low=0.1):
     """A validation curve that falls to `low` at epoch `best` and then stays flat (no overfitting)."""
-    return [max(low, 0.5 - (0.5 - low) * e / best) + (0.0 if e <= best else 0.0005 * ((e - best) % 2)) for e in range(1, n + 1)]
+    return [
+        max(low, 0.5 - (0.5 - low) * e / best) + (0.0 if e <= best else 0.0005 * ((e - best) % 2))
+        for e in range(1, n + 1)
+    ]
 
 
 def codes(result):
@@ -159,7 +162,9 @@ def run(history=None, summary=None, config=None, **kw):
 def test_good_fit_says_ship_it_with_the_run_dir():
     result = run(run_dir="runs/bc-1")
     assert result["verdict"] == "good_fit"
-    assert result["recommendations"][0]["text"] == "ship it; run `regcli test runs/bc-1` once for the final exam"
+    assert (
+        result["recommendations"][0]["text"] == "ship it; run `regcli test runs/bc-1` once for the final exam"
+    )
     assert result["recommendations"][0]["knob"] is None
     ev = result["evidence"]
     assert ev["train_error"] == pytest.approx(0.02) and ev["val_error"] == pytest.approx(0.03)
@@ -228,7 +233,10 @@ def test_high_bias_and_variance_fixes_bias_first_and_adds_no_regularization():
     assert first["knob"] is None
     assert first["text"].startswith("don't add regularization: both errors are high")
     assert first["text"].endswith("fix bias first")
-    assert not any(r["text"].startswith(("raise model.l2", "raise model.dropout", "add")) for r in result["recommendations"])
+    assert not any(
+        r["text"].startswith(("raise model.l2", "raise model.dropout", "add"))
+        for r in result["recommendations"]
+    )
     assert "lower model.l2 from 1e-3 to 1e-4" in [r["text"] for r in result["recommendations"]]
 
 
@@ -274,7 +282,9 @@ def test_not_learning_with_flat_training_and_low_lr_raises_the_learning_rate():
 
 def test_thresholds_come_from_the_config():
     summary = make_summary(0.01, 0.08)
-    assert run(summary=summary, config=make_config(**{"diagnosis.gap_tolerance": 0.1}))["verdict"] == "good_fit"
+    assert (
+        run(summary=summary, config=make_config(**{"diagnosis.gap_tolerance": 0.1}))["verdict"] == "good_fit"
+    )
     biased = run(summary=make_summary(0.15, 0.16), config=make_config(**{"diagnosis.target_error": 0.12}))
     assert biased["verdict"] == "good_fit"
     assert biased["evidence"]["avoidable_bias"] == pytest.approx(0.03)
@@ -346,7 +356,9 @@ def test_overfit_without_early_stopping_enables_it_first():
 
 
 def test_one_epoch():
-    result = run(history=make_history([0.4]), summary=make_summary(best_epoch=1, shipped_epoch=1, epochs_run=1))
+    result = run(
+        history=make_history([0.4]), summary=make_summary(best_epoch=1, shipped_epoch=1, epochs_run=1)
+    )
     assert result["verdict"] == "good_fit"
     assert result["evidence"]["curve_reading"].startswith("Only one epoch")
     assert result["evidence"]["val_noise"] is None
@@ -398,7 +410,9 @@ def test_regression_task_uses_mae_in_target_std_units():
     ev = result["evidence"]
     assert ev["metric"] == "mae" and ev["metric_granularity"] is None
     assert ev["train_error"] == pytest.approx(0.3)
-    mean_baseline = run(history=history, summary=make_summary(0.3, 0.795, task="regression", baseline_val_error=0.8))
+    mean_baseline = run(
+        history=history, summary=make_summary(0.3, 0.795, task="regression", baseline_val_error=0.8)
+    )
     assert mean_baseline["verdict"] == "not_learning"
     assert "mean predictor" in mean_baseline["evidence"]["verdict_reason"]
 
@@ -406,7 +420,9 @@ def test_regression_task_uses_mae_in_target_std_units():
 def test_accuracy_monitor_is_read_in_max_mode():
     history = make_history(plateau())
     history["val_accuracy"] = np.linspace(0.8, 0.95, 25)
-    config = make_config(**{"training.early_stopping.monitor": "val_accuracy", "training.early_stopping.min_delta": 0.01})
+    config = make_config(
+        **{"training.early_stopping.monitor": "val_accuracy", "training.early_stopping.min_delta": 0.01}
+    )
     ev = run(history=history, summary=make_summary(monitor="val_accuracy"), config=config)["evidence"]
     assert ev["mode"] == "max"
     assert ev["recent_mean_improvement"] == pytest.approx(0.15 / 24)  # rising accuracy counts as improvement
@@ -427,32 +443,46 @@ def test_val_loss_monitor_with_a_penalty():
     no_penalty = make_config(**{"model.l2": 0.0})
     assert "val_loss_includes_penalty" not in codes(run(config=no_penalty))
     data_monitor = make_config(**{"training.early_stopping.monitor": "val_data_loss"})
-    assert "val_loss_includes_penalty" not in codes(run(config=data_monitor, summary=make_summary(monitor="val_data_loss")))
+    assert "val_loss_includes_penalty" not in codes(
+        run(config=data_monitor, summary=make_summary(monitor="val_data_loss"))
+    )
 
 
 def test_patience_that_can_never_fire():
-    assert "patience_never_fires" in codes(run(config=make_config(**{"training.early_stopping.patience": 100})))
-    warmup = make_config(**{"training.early_stopping.patience": 60, "training.early_stopping.start_from_epoch": 40})
+    assert "patience_never_fires" in codes(
+        run(config=make_config(**{"training.early_stopping.patience": 100}))
+    )
+    warmup = make_config(
+        **{"training.early_stopping.patience": 60, "training.early_stopping.start_from_epoch": 40}
+    )
     assert "patience_never_fires" in codes(run(config=warmup))
-    assert "patience_never_fires" not in codes(run(config=make_config(**{"training.early_stopping.patience": 98})))
+    assert "patience_never_fires" not in codes(
+        run(config=make_config(**{"training.early_stopping.patience": 98}))
+    )
 
 
 def test_batchnorm_with_a_small_batch():
     config = make_config(**{"model.batchnorm": True, "training.batch_size": 8})
     assert "batchnorm_small_batch" in codes(run(config=config))
     assert "batchnorm_small_batch" not in codes(run(config=make_config(**{"training.batch_size": 8})))
-    assert "batchnorm_small_batch" not in codes(run(config=make_config(**{"model.batchnorm": True, "training.batch_size": 16})))
+    assert "batchnorm_small_batch" not in codes(
+        run(config=make_config(**{"model.batchnorm": True, "training.batch_size": 16}))
+    )
 
 
 def test_heavy_dropout_on_batchnorm_and_l2():
     config = make_config(**{"model.batchnorm": True, "model.dropout": 0.5})
     assert "dropout_bn_l2_stack" in codes(run(config=config))
-    assert "dropout_bn_l2_stack" not in codes(run(config=make_config(**{"model.batchnorm": True, "model.dropout": 0.3})))
+    assert "dropout_bn_l2_stack" not in codes(
+        run(config=make_config(**{"model.batchnorm": True, "model.dropout": 0.3}))
+    )
 
 
 def test_l2_before_batchnorm_shorthand_and_explicit_layers():
     assert "l2_before_batchnorm" in codes(run(config=make_config(**{"model.batchnorm": True})))
-    assert "l2_before_batchnorm" not in codes(run(config=make_config(**{"model.batchnorm": True, "model.l2": 0.0})))
+    assert "l2_before_batchnorm" not in codes(
+        run(config=make_config(**{"model.batchnorm": True, "model.l2": 0.0}))
+    )
     layers = [
         {"type": "dense", "units": 64, "use_bias": False, "kernel_regularizer": {"l2": 1e-4}},
         {"type": "batchnorm"},
@@ -471,8 +501,12 @@ def test_validation_set_too_small_for_the_accuracy_monitor():
     warning = next(w for w in result["warnings"] if w["code"] == "val_set_too_small")
     assert "0.025" in warning["text"] and "gap_tolerance" in warning["text"]
     assert result["evidence"]["metric_granularity"] == pytest.approx(0.025)
-    fine = make_config(**{"training.early_stopping.monitor": "val_accuracy", "training.early_stopping.min_delta": 0.01})
-    assert "val_set_too_small" not in codes(run(config=fine, summary=make_summary(monitor="val_accuracy", n_val=500)))
+    fine = make_config(
+        **{"training.early_stopping.monitor": "val_accuracy", "training.early_stopping.min_delta": 0.01}
+    )
+    assert "val_set_too_small" not in codes(
+        run(config=fine, summary=make_summary(monitor="val_accuracy", n_val=500))
+    )
 
 
 def test_noisy_validation_curve():
@@ -590,7 +624,9 @@ def test_parse_replay_arg():
     }
     with pytest.raises(BadInputError, match=r"'pateince=3'.*Allowed keys: patience, min_delta"):
         parse_replay_arg("pateince=3")
-    with pytest.raises(BadInputError, match=r"'patience=-1': patience must be an integer >= 0. Received: '-1'"):
+    with pytest.raises(
+        BadInputError, match=r"'patience=-1': patience must be an integer >= 0. Received: '-1'"
+    ):
         parse_replay_arg("patience=-1")
     with pytest.raises(BadInputError, match=r"min_delta must be a float >= 0"):
         parse_replay_arg("min_delta=abc")
@@ -649,23 +685,24 @@ def keras_early_stopping(keras_model, values, **kwargs):
     callback = keras.callbacks.EarlyStopping(monitor="val_loss", **kwargs)
     callback.set_model(model)
     model.stop_training = False
-    callback.on_train_begin()
     epochs_run = 0
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "metric not available" for None values
+        warnings.simplefilter("ignore")  # "metric not available" for None values; backend deprecations
+        callback.on_train_begin()
         for epoch, value in enumerate(values):
             epochs_run = epoch + 1
             model.set_weights([np.full((1, 1), epochs_run, dtype="float32")])
             callback.on_epoch_end(epoch, {"val_loss": value} if value is not None else {})
             if model.stop_training:
                 break
-    callback.on_train_end()
+        callback.on_train_end()
+        shipped = int(model.get_weights()[0][0, 0]) if epochs_run else None
     monitored = callback.best is not None or callback.best_weights is not None
     return {
         "best_epoch": callback.best_epoch + 1 if monitored else None,
         "stopped_epoch": callback.stopped_epoch + 1 if model.stop_training else None,
         "epochs_run": epochs_run,
-        "shipped_epoch": int(model.get_weights()[0][0, 0]) if epochs_run else None,
+        "shipped_epoch": shipped,
     }
 
 
@@ -747,3 +784,27 @@ def test_replay_values_are_json_able():
     result = replay_early_stopping([float("nan"), float("inf")], patience=5)
     assert result["best_value"] is None and result["shipped_value"] is None
     assert not any(isinstance(v, float) and math.isnan(v) for v in result.values())
+
+
+def test_good_fit_still_improving_at_the_last_epoch_offers_more_epochs():
+    n = 100
+    history = make_history(np.linspace(0.6, 0.3, n), train=np.linspace(0.7, 0.35, n))
+    summary = make_summary(best_epoch=n, shipped_epoch=n, epochs_run=n, stopped_early=False)
+    result = run(history=history, summary=summary)
+    assert result["verdict"] == "good_fit"
+    assert knobs(result) == [None, "training.epochs"]
+
+
+def test_overfit_run_whose_early_stopping_never_fired_lowers_patience():
+    val = [0.5, 0.4, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65]
+    history = make_history(val, np.linspace(0.5, 0.05, 10))
+    config = make_config(**{"training.early_stopping.patience": 8, "training.epochs": 10})
+    summary = make_summary(0.01, 0.1, best_epoch=3, shipped_epoch=3, epochs_run=10, stopped_early=False)
+    rec = run(history=history, summary=summary, config=config)["recommendations"][-1]
+    assert (rec["knob"], rec["from"], rec["to"]) == ("training.early_stopping.patience", 8, 4)
+    assert "stopped improving at epoch 3" in rec["text"]
+
+
+def test_replay_mode_auto_needs_a_known_direction():
+    with pytest.raises(BadInputError, match="Set training.early_stopping.mode"):
+        replay_early_stopping([0.1], mode="auto", monitor="val_custom")

@@ -175,7 +175,11 @@ def test_unknown_keys_suggest_the_right_one():
 
 
 def test_wrong_types_are_not_coerced():
-    raw = {"seed": "5", "data": {"source": "wine", "stratify": "yes"}, "training": {"epochs": True, "batch_size": 3.0}}
+    raw = {
+        "seed": "5",
+        "data": {"source": "wine", "stratify": "yes"},
+        "training": {"epochs": True, "batch_size": 3.0},
+    }
     assert problems(raw) == [
         "seed: must be an integer in [0, 4294967295]. Received: '5'. Write the integer without quotes.",
         "data.stratify: must be true or false. Received: 'yes'. "
@@ -195,49 +199,110 @@ def test_an_int_is_accepted_where_a_float_is_expected():
 @pytest.mark.parametrize(
     ("override", "line"),
     [
-        ("model.dropout=1.0", "model.dropout: must be a number in [0, 1). Received: 1.0. "
-         "A rate of 1 would drop every unit; typical rates are 0.1 to 0.5."),
-        ("model.l2=-1e-4", "model.l2: must be a number >= 0. Received: -0.0001. "
-         "Use 0 for no L2 penalty; typical values are 1e-5 to 1e-2."),
-        ("model.l1=.nan", "model.l1: must be a number >= 0. Received: nan. NaN and infinity are not allowed."),
-        ("model.bias_l2=1e9", "model.bias_l2: must be at most 1000. Received: 1000000000.0. "
-         "Larger values are no real experiment (a sanity bound in regcli/spec.py)."),
-        ("training.early_stopping.patience=-3", "training.early_stopping.patience: must be an integer >= 0. "
-         "Received: -3. Use 0 to stop at the first epoch without improvement."),
-        ("training.early_stopping.min_delta=-0.1", "training.early_stopping.min_delta: must be a number >= 0. "
-         "Received: -0.1. Use 0 to count any improvement."),
-        ("training.early_stopping.monitor=val_acc", "training.early_stopping.monitor: must be one of val_loss, "
-         "val_data_loss, val_accuracy, val_mae, loss, data_loss, accuracy, mae. Received: 'val_acc'. "
-         "Did you mean 'val_accuracy'?"),
-        ("data.val_fraction=0", "data.val_fraction: must be a number in (0, 1). Received: 0. "
-         "Validation drives early stopping and selection; 0.2 is typical."),
-        ("data.test_fraction=1", "data.test_fraction: must be a number in [0, 1). Received: 1. "
-         "Use 0 for no test split; 0.2 is typical."),
-        ("data.train_fraction=0", "data.train_fraction: must be a number in (0, 1]. Received: 0. "
-         "Use 1.0 to keep the whole training split."),
-        ("data.label_noise=0.5", "data.label_noise: must be a number in [0, 0.5). Received: 0.5. "
-         "At 0.5 the labels carry no signal; use 0.0 to 0.3."),
-        ("model.hidden=[64, 0]", "model.hidden.1: must be an integer in [1, 65536]. Received: 0. "
-         "Layer widths are positive integers."),
-        ("model.hidden=[1000000000]", "model.hidden.0: must be an integer in [1, 65536]. Received: 1000000000. "
-         "Layer widths are positive integers."),
-        ("training.epochs=1000000000000", "training.epochs: must be an integer in [1, 100000]. "
-         "Received: 1000000000000. Early stopping ends runs sooner; 100 is typical."),
-        ("training.batch_size=0", "training.batch_size: must be an integer in [1, 1000000]. Received: 0. "
-         "32 to 256 is typical."),
-        ("seed=4294967296", "seed: must be an integer in [0, 4294967295]. Received: 4294967296. "
-         "Seeds are 32-bit unsigned integers."),
-        ("training.learning_rate=0", "training.learning_rate: must be a number in (0, 10]. Received: 0. "
-         "1e-3 is a good start for adam."),
-        ("model.bn_momentum=1", "model.bn_momentum: must be a number in [0, 1). Received: 1. "
-         "0.99 is Keras's default."),
-        ("name=../evil", "name: must be 1 to 100 characters from A-Z a-z 0-9 . _ - not starting with '.'. "
-         "Received: '../evil'. It names the run directory inside the output directory, e.g. bc-l2-dropout."),
-        ("name=.hidden", "name: must be 1 to 100 characters from A-Z a-z 0-9 . _ - not starting with '.'. "
-         "Received: '.hidden'. It names the run directory inside the output directory, e.g. bc-l2-dropout."),
+        (
+            "model.dropout=1.0",
+            "model.dropout: must be a number in [0, 1). Received: 1.0. "
+            "A rate of 1 would drop every unit; typical rates are 0.1 to 0.5.",
+        ),
+        (
+            "model.l2=-1e-4",
+            "model.l2: must be a number >= 0. Received: -0.0001. "
+            "Use 0 for no L2 penalty; typical values are 1e-5 to 1e-2.",
+        ),
+        (
+            "model.l1=.nan",
+            "model.l1: must be a number >= 0. Received: nan. NaN and infinity are not allowed.",
+        ),
+        (
+            "model.bias_l2=1e9",
+            "model.bias_l2: must be at most 1000. Received: 1000000000.0. "
+            "Larger values are no real experiment (a sanity bound in regcli/spec.py).",
+        ),
+        (
+            "training.early_stopping.patience=-3",
+            "training.early_stopping.patience: must be an integer >= 0. "
+            "Received: -3. Use 0 to stop at the first epoch without improvement.",
+        ),
+        (
+            "training.early_stopping.min_delta=-0.1",
+            "training.early_stopping.min_delta: must be a number >= 0. "
+            "Received: -0.1. Use 0 to count any improvement.",
+        ),
+        (
+            "training.early_stopping.monitor=val_acc",
+            "training.early_stopping.monitor: must be one of val_loss, "
+            "val_data_loss, val_accuracy, val_mae, loss, data_loss, accuracy, mae. Received: 'val_acc'. "
+            "Did you mean 'val_accuracy'?",
+        ),
+        (
+            "data.val_fraction=0",
+            "data.val_fraction: must be a number in (0, 1). Received: 0. "
+            "Validation drives early stopping and selection; 0.2 is typical.",
+        ),
+        (
+            "data.test_fraction=1",
+            "data.test_fraction: must be a number in [0, 1). Received: 1. "
+            "Use 0 for no test split; 0.2 is typical.",
+        ),
+        (
+            "data.train_fraction=0",
+            "data.train_fraction: must be a number in (0, 1]. Received: 0. "
+            "Use 1.0 to keep the whole training split.",
+        ),
+        (
+            "data.label_noise=0.5",
+            "data.label_noise: must be a number in [0, 0.5). Received: 0.5. "
+            "At 0.5 the labels carry no signal; use 0.0 to 0.3.",
+        ),
+        (
+            "model.hidden=[64, 0]",
+            "model.hidden.1: must be an integer in [1, 65536]. Received: 0. "
+            "Layer widths are positive integers.",
+        ),
+        (
+            "model.hidden=[1000000000]",
+            "model.hidden.0: must be an integer in [1, 65536]. Received: 1000000000. "
+            "Layer widths are positive integers.",
+        ),
+        (
+            "training.epochs=1000000000000",
+            "training.epochs: must be an integer in [1, 100000]. "
+            "Received: 1000000000000. Early stopping ends runs sooner; 100 is typical.",
+        ),
+        (
+            "training.batch_size=0",
+            "training.batch_size: must be an integer in [1, 1000000]. Received: 0. 32 to 256 is typical.",
+        ),
+        (
+            "seed=4294967296",
+            "seed: must be an integer in [0, 4294967295]. Received: 4294967296. "
+            "Seeds are 32-bit unsigned integers.",
+        ),
+        (
+            "training.learning_rate=0",
+            "training.learning_rate: must be a number in (0, 10]. Received: 0. "
+            "1e-3 is a good start for adam.",
+        ),
+        (
+            "model.bn_momentum=1",
+            "model.bn_momentum: must be a number in [0, 1). Received: 1. 0.99 is Keras's default.",
+        ),
+        (
+            "name=../evil",
+            "name: must be 1 to 100 characters from A-Z a-z 0-9 . _ - not starting with '.' or '-'. "
+            "Received: '../evil'. It names the run directory inside the output directory, e.g. bc-l2-dropout.",
+        ),
+        (
+            "name=.hidden",
+            "name: must be 1 to 100 characters from A-Z a-z 0-9 . _ - not starting with '.' or '-'. "
+            "Received: '.hidden'. It names the run directory inside the output directory, e.g. bc-l2-dropout.",
+        ),
         ("backend=theano", "backend: must be one of tensorflow, jax, torch. Received: 'theano'."),
-        ("model.activation=reLU", "model.activation: must be one of relu, gelu, elu, selu, tanh, sigmoid, swish, "
-         "silu, leaky_relu, linear. Received: 'reLU'. Did you mean 'relu'?"),
+        (
+            "model.activation=reLU",
+            "model.activation: must be one of relu, gelu, elu, selu, tanh, sigmoid, swish, "
+            "silu, leaky_relu, linear. Received: 'reLU'. Did you mean 'relu'?",
+        ),
     ],
 )
 def test_out_of_range_values_name_key_expectation_value_and_fix(override, line):
@@ -451,16 +516,31 @@ def test_parse_override_values_are_yaml():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("model.l2", "Invalid --set 'model.l2': expected KEY=VALUE with a dotted key. "
-         "Write KEY=VALUE, e.g. --set model.l2=1e-3."),
-        ("=3", "Invalid --set '=3': the key must be a dotted path of letters, digits, '_' or '-' such as model.l2. "
-         "Write KEY=VALUE, e.g. --set model.l2=1e-3."),
-        ("model..l2=3", "Invalid --set 'model..l2=3': the key must be a dotted path of letters, digits, '_' or '-' "
-         "such as model.l2. Write KEY=VALUE, e.g. --set model.l2=1e-3."),
-        ("model.l2=", "Invalid --set 'model.l2=': the value is empty. Write model.l2=null to set it to null."),
-        ("model.hidden=[64", "Invalid --set 'model.hidden=[64': the value is not valid YAML (malformed YAML: "
-         "expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at line 1, column 1)). "
-         "Quote strings that contain ': ', '#' or start with '[', '{', '&', '*' or '!'."),
+        (
+            "model.l2",
+            "Invalid --set 'model.l2': expected KEY=VALUE with a dotted key. "
+            "Write KEY=VALUE, e.g. --set model.l2=1e-3.",
+        ),
+        (
+            "=3",
+            "Invalid --set '=3': the key must be a dotted path of letters, digits, '_' or '-' such as model.l2. "
+            "Write KEY=VALUE, e.g. --set model.l2=1e-3.",
+        ),
+        (
+            "model..l2=3",
+            "Invalid --set 'model..l2=3': the key must be a dotted path of letters, digits, '_' or '-' "
+            "such as model.l2. Write KEY=VALUE, e.g. --set model.l2=1e-3.",
+        ),
+        (
+            "model.l2=",
+            "Invalid --set 'model.l2=': the value is empty. Write model.l2=null to set it to null.",
+        ),
+        (
+            "model.hidden=[64",
+            "Invalid --set 'model.hidden=[64': the value is not valid YAML (malformed YAML: "
+            "expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at line 1, column 1)). "
+            "Quote strings that contain ': ', '#' or start with '[', '{', '&', '*' or '!'.",
+        ),
     ],
 )
 def test_bad_overrides(text, message):
@@ -471,7 +551,9 @@ def test_bad_overrides(text, message):
 
 def test_apply_overrides_creates_mappings_and_does_not_mutate():
     raw = {"data": {"source": "wine", "drift": None}}
-    result = apply_overrides(raw, ["data.drift.shift=0.5", "training.early_stopping.patience=2", "model.l2=1e-3"])
+    result = apply_overrides(
+        raw, ["data.drift.shift=0.5", "training.early_stopping.patience=2", "model.l2=1e-3"]
+    )
     assert raw == {"data": {"source": "wine", "drift": None}}
     assert result["data"]["drift"] == {"shift": 0.5}
     spec = validate_experiment(result, Path("."))
@@ -490,7 +572,10 @@ def test_unknown_key_from_an_override_is_caught(tmp_path):
     path = write(tmp_path, "data: {source: wine}\n")
     with pytest.raises(SpecError) as info:
         load_experiment_spec(path, ["model.dropot=0.3"])
-    assert str(info.value) == f"Invalid spec {path}:\n  Unknown key 'model.dropot'. Did you mean 'model.dropout'?"
+    assert (
+        str(info.value)
+        == f"Invalid spec {path}:\n  Unknown key 'model.dropot'. Did you mean 'model.dropout'?"
+    )
 
 
 def test_path_overrides_resolve_against_the_current_directory(tmp_path, monkeypatch):
@@ -510,8 +595,13 @@ def test_sweep_specs_are_recognised(tmp_path):
 
 @pytest.mark.parametrize(
     ("monitor", "mode", "expected"),
-    [("val_loss", "auto", "min"), ("val_accuracy", "auto", "max"), ("accuracy", "auto", "max"),
-     ("val_mae", "auto", "min"), ("val_accuracy", "min", "min")],
+    [
+        ("val_loss", "auto", "min"),
+        ("val_accuracy", "auto", "max"),
+        ("accuracy", "auto", "max"),
+        ("val_mae", "auto", "min"),
+        ("val_accuracy", "min", "min"),
+    ],
 )
 def test_resolved_mode(monitor, mode, expected):
     assert resolved_mode(monitor, mode) == expected
@@ -530,14 +620,23 @@ def test_import_is_light():
 VALID = {
     "name": "prop",
     "seed": 1,
-    "data": {"source": "synthetic_classification", "params": {"n_samples": 200, "n_classes": 3}, "val_fraction": 0.2},
+    "data": {
+        "source": "synthetic_classification",
+        "params": {"n_samples": 200, "n_classes": 3},
+        "val_fraction": 0.2,
+    },
     "model": {"hidden": [8, 4], "dropout": 0.1, "l2": 1e-4},
     "training": {"epochs": 3, "early_stopping": {"patience": 1, "monitor": "val_accuracy"}},
     "diagnosis": {"target_error": 0.0},
 }
 VALID_LAYERS = {
     "data": {"source": "moons", "params": {"noise": 0.2}},
-    "model": {"layers": [{"type": "dense", "units": 4, "kernel_regularizer": {"l2": 0.01}}, {"type": "dropout", "rate": 0.2}]},
+    "model": {
+        "layers": [
+            {"type": "dense", "units": 4, "kernel_regularizer": {"l2": 0.01}},
+            {"type": "dropout", "rate": 0.2},
+        ]
+    },
 }
 
 junk = st.recursive(
@@ -547,8 +646,10 @@ junk = st.recursive(
     | st.floats()
     | st.text(max_size=8)
     | st.sampled_from(["dense", "lambda", "no", "1e-4", "../x", "val_loss", "relu", "synthetic_regression"]),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6) | st.integers(), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=6) | st.integers(), children, max_size=3)
+    ),
     max_leaves=6,
 )
 

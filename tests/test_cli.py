@@ -1,0 +1,207 @@
+"""The command line as users run it: real subprocesses, exit codes, stdout/stderr, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "seed": 0,
+    "data": {"source": "breast_cancer"},
+    "model": {"hidden": [8], "batchnorm": False, "dropout": 0.0},
+    "training": {"epochs": 2, "early_stopping": {"enabled": False}},
+}
+
+
+def regcli(*args, cwd=None, timeout=180, env=None):
+    """Runs `python -m regcli ARGS` and returns the CompletedProcess (text)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "regcli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env, check=False,
+    )
+
+
+def write(tmp_path, raw, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    return path
+
+
+def imported_modules(*args):
+    """Top-level modules imported by `python -X importtime -m regcli ARGS`."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "regcli", *args],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+    )
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return proc, names
+
+
+def test_help_and_validate_do_not_import_tensorflow_or_keras(tmp_path):
+    proc, names = imported_modules("--help")
+    assert proc.returncode == 0 and "train" in proc.stdout
+    assert "typer" in names  # the importtime parse works
+    assert not {"tensorflow", "keras", "jax"} & names
+    proc, names = imported_modules("validate", str(ROOT / "configs" / "quickstart.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pydantic" in names
+    assert not {"tensorflow", "keras", "jax"} & names
+
+
+def test_validate_prints_the_spec_with_every_default_filled_in():
+    proc = regcli("validate", "configs/quickstart.yaml", "--set", "model.l2=1e-3")
+    assert proc.returncode == 0, proc.stderr
+    resolved = yaml.safe_load(proc.stdout)
+    assert resolved["model"]["l2"] == pytest.approx(1e-3)
+    assert resolved["training"]["early_stopping"]["restore_best_weights"] is True
+    assert resolved["diagnosis"]["gap_tolerance"] == pytest.approx(0.02)
+    assert resolved["data"]["val_fraction"] == pytest.approx(0.2)
+
+
+BAD_SPECS = {
+    # kind: (yaml text, text the error must contain)
+    "dropout out of range": ("data: {source: iris}\nmodel: {dropout: 1.0}\n", "model.dropout"),
+    "negative l2": ("data: {source: iris}\nmodel: {l2: -1e-4}\n", "model.l2"),
+    "negative patience": ("data: {source: iris}\ntraining: {early_stopping: {patience: -3}}\n", "training.early_stopping.patience"),
+    "fractions sum to 1": ("data: {source: iris, val_fraction: 0.5, test_fraction: 0.5}\n", "test_fraction"),
+    "wrong type": ("data: {source: iris}\ntraining: {epochs: ten}\n", "training.epochs"),
+    "string number": ("data: {source: iris}\ntraining: {batch_size: '32'}\n", "training.batch_size"),
+    "yaml 1.1 boolean": ("data: {source: iris}\nmodel: {dropout: no}\n", "model.dropout"),
+    "unknown key": ("data: {source: iris}\nmodel: {dropuot: 0.2}\n", "dropout"),
+    "unknown source": ("data: {source: mnist}\n", "data.source"),
+    "missing data file": ("data: {path: nowhere.csv, target: y}\n", "data.path"),
+    "disallowed layer": ("data: {source: digits}\nmodel: {layers: [{type: lambda, function: x}]}\n", "model.layers.0"),
+    "python tag": ("data: !!python/object/apply:os.system [echo hacked]\n", "python"),
+    "malformed yaml": ("data: {source: iris\nmodel: [\n", "line"),
+    "empty file": ("", "empty"),
+    "duplicate key": ("data: {source: iris}\nmodel: {l2: 1e-4, l2: 1e-3}\n", "l2"),
+    "huge epochs": ("data: {source: iris}\ntraining: {epochs: 1000000000000}\n", "training.epochs"),
+    "huge layer": ("data: {source: iris}\nmodel: {hidden: [1000000000]}\n", "model.hidden"),
+    "hidden and layers": ("data: {source: iris}\nmodel: {hidden: [8], layers: [{type: flatten}]}\n", "model.layers"),
+    "top level list": ("- data\n- model\n", "mapping"),
+    "missing data": ("model: {hidden: [8]}\n", "data"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SPECS))
+def test_bad_spec_exits_2_naming_the_key_without_traceback_or_run_dir(tmp_path, kind):
+    text, must_contain = BAD_SPECS[kind]
+    spec = write(tmp_path, text)
+    out = tmp_path / "runs"
+    proc = regcli("train", spec, "--out", out, "--quiet")
+    assert proc.returncode == 2, (kind, proc.stdout, proc.stderr)
+    assert must_contain in proc.stderr, (kind, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not out.exists() or not any(out.iterdir())
+    assert "hacked" not in proc.stdout
+
+
+def test_bad_set_override_and_missing_config_exit_2(tmp_path):
+    proc = regcli("validate", "configs/quickstart.yaml", "--set", "model.l2")
+    assert proc.returncode == 2 and "model.l2" in proc.stderr and "Traceback" not in proc.stderr
+    proc = regcli("validate", "configs/quickstart.yaml", "--set", "model.l22=1e-3")
+    assert proc.returncode == 2 and "model.l22" in proc.stderr
+    proc = regcli("train", tmp_path / "absent.yaml")
+    assert proc.returncode == 2 and "absent.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_name_cannot_escape_the_output_dir(tmp_path):
+    spec = write(tmp_path, TINY)
+    proc = regcli("train", spec, "--out", tmp_path / "runs", "--name", "../../etc", "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert "--name" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_train_smoke_prints_only_the_summary_to_a_pipe_and_diagnose_reads_it_back(tmp_path):
+    out = tmp_path / "runs"
+    proc = regcli("train", "configs/quickstart.yaml", "--smoke", "--out", out, "--seed", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Path(proc.stdout.splitlines()[0].strip())
+    assert run.parent == out and run.name.startswith("quickstart-")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] <= 2 and summary["n_train"] <= 256 and summary["seed"] == 3
+    assert "shipped epoch" in proc.stdout
+    assert "\x1b[" not in proc.stdout  # no progress bars or colour codes into a pipe
+
+    before = {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith("diagnosis")}
+    proc = regcli("diagnose", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    verdict = result["diagnosis"]["verdict"]
+    assert verdict == json.loads((run / "diagnosis.json").read_text())["verdict"]
+    assert {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith("diagnosis")} == before
+    proc = regcli("diagnose", run, "--fail-on", verdict)
+    assert proc.returncode == 1
+    proc = regcli("diagnose", run, "--fail-on", "nonsense")
+    assert proc.returncode == 2 and "--fail-on" in proc.stderr
+
+
+def test_diagnose_on_a_corrupt_run_dir_exits_2(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "status.json").write_text('{"state": "completed", "star')
+    (run / "config.yaml").write_text("seed: 0\n")
+    proc = regcli("diagnose", run)
+    assert proc.returncode == 2 and "status.json" in proc.stderr and "Traceback" not in proc.stderr
+    proc = regcli("diagnose", tmp_path / "nothing-here")
+    assert proc.returncode == 2 and "nothing-here" in proc.stderr
+
+
+def test_jax_backend_trains_through_the_same_path(tmp_path):
+    pytest.importorskip("jax")
+    spec = write(tmp_path, TINY)
+    proc = regcli("train", spec, "--backend", "jax", "--out", tmp_path / "runs", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Path(proc.stdout.splitlines()[0].strip())
+    assert json.loads((run / "summary.json").read_text())["backend"] == "jax"
+    assert json.loads((run / "environment.json").read_text())["backend"] == "jax"
+
+
+def test_diverged_run_exits_1(tmp_path):
+    raw = {**TINY, "data": {"source": "diabetes"},
+           "training": {"epochs": 5, "optimizer": "sgd", "learning_rate": 10.0, "early_stopping": {"enabled": False}},
+           "model": {"hidden": [64, 64], "batchnorm": False, "dropout": 0.0}}
+    proc = regcli("train", write(tmp_path, raw), "--out", tmp_path / "runs", "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "diverged" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_leaves_a_consistent_interrupted_run_and_exits_130(tmp_path):
+    raw = {**TINY, "training": {"epochs": 100000, "early_stopping": {"enabled": False}}}
+    out = tmp_path / "runs"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regcli", "train", str(write(tmp_path, raw)), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    )
+    deadline = time.time() + 120
+    history = None
+    while time.time() < deadline:
+        found = list(out.glob("*/history.csv")) if out.exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            history = found[0]
+            break
+        time.sleep(0.2)
+    assert history is not None, "training never recorded an epoch"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    status = json.loads((history.parent / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["ended"]
+    lines = history.read_text().splitlines()
+    assert lines[0].startswith("epoch,") and all(len(x.split(",")) == len(lines[0].split(",")) for x in lines)
