@@ -74,7 +74,6 @@ __all__ = [
     "load_yaml_file",
     "load_yaml_text",
     "parse_override",
-    "resolved_mode",
     "set_dotted",
     "spec_to_dict",
     "validate_experiment",
@@ -1135,7 +1134,7 @@ class EarlyStoppingSpec(_Strict):
     )
     monitor: Monitor = Field("val_loss", description=f"One of {', '.join(MONITORS)}. Defaults to `val_loss`.")
     mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="auto: max for accuracy, min otherwise (see `resolved_mode`). Defaults to `auto`."
+        "auto", description="auto: max for accuracy, min otherwise (see `regcli.replay.resolve_mode`). Defaults to `auto`."
     )
     min_delta: Annotated[
         float, _num(lo=0, hi=MAX_SCALE, hi_is_cap=True, fix="Use 0 to count any improvement.")
@@ -1812,10 +1811,3 @@ def dump_spec_yaml(spec: ExperimentSpec) -> str:
     return yaml.dump(
         spec_to_dict(spec), Dumper=SpecDumper, sort_keys=False, default_flow_style=None, allow_unicode=True
     )
-
-
-def resolved_mode(monitor: str, mode: str) -> Literal["min", "max"]:
-    """The direction early stopping optimises: `mode` unless it is auto (max for accuracy)."""
-    if mode in ("min", "max"):
-        return mode  # type: ignore[return-value]
-    return "max" if monitor.removeprefix("val_") == "accuracy" else "min"

@@ -22,7 +22,6 @@ from regcli.spec import (
     load_yaml_file,
     load_yaml_text,
     parse_override,
-    resolved_mode,
     spec_to_dict,
     validate_experiment,
 )
@@ -601,10 +600,14 @@ def test_sweep_specs_are_recognised(tmp_path):
         ("accuracy", "auto", "max"),
         ("val_mae", "auto", "min"),
         ("val_accuracy", "min", "min"),
+        ("val_data_loss", "auto", "min"),
+        ("data_loss", "auto", "min"),
     ],
 )
-def test_resolved_mode(monitor, mode, expected):
-    assert resolved_mode(monitor, mode) == expected
+def test_resolve_mode_for_every_spec_monitor(monitor, mode, expected):
+    from regcli.replay import resolve_mode
+
+    assert resolve_mode(mode, monitor) == expected
 
 
 def test_import_is_light():
