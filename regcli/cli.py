@@ -88,7 +88,7 @@ def _summary_table(outcome):
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="The experiment spec (YAML).")],
+    config: Annotated[Path | None, typer.Argument(help="The experiment spec (YAML).")] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a key by dotted path, e.g. --set model.l2=1e-3 (value parsed as YAML)."),
@@ -99,21 +99,43 @@ def train(
     backend: Annotated[str | None, typer.Option(help="Keras backend: tensorflow, jax or torch.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="CI smoke run: at most 2 epochs and 256 training rows.")] = False,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue an interrupted or killed run directory from its last completed epoch.")
+    ] = None,
 ) -> None:
-    """Validate a spec, train it, and write one run directory."""
-    from regcli.runner import run_experiment
+    """Validate a spec, train it, and write one run directory (or --resume one)."""
+    from regcli.runner import resume_run, run_experiment
     from regcli.spec import load_experiment_spec
 
     with _errors():
-        spec = load_experiment_spec(config, _overrides(set_, seed, backend))
+        _check_train_args(config, resume, set_, seed, backend, name, smoke)
         with _progress(quiet) as (on_start, on_epoch):
-            outcome = run_experiment(spec, out=out, name=name, smoke=smoke, on_start=on_start, on_epoch=on_epoch)
+            if resume is not None:
+                outcome = resume_run(resume, on_start=on_start, on_epoch=on_epoch)
+            else:
+                spec = load_experiment_spec(config, _overrides(set_, seed, backend))
+                outcome = run_experiment(spec, out=out, name=name, smoke=smoke, on_start=on_start, on_epoch=on_epoch)
     console = _stdout()
     console.print(str(outcome.run_dir), highlight=False)
     console.print(_summary_table(outcome))
     if outcome.state != "completed":
         _stderr().print(f"[bold red]error:[/] the run {outcome.state}; see {outcome.run_dir / 'status.json'}.")
         raise typer.Exit(code=1)
+
+
+def _check_train_args(config, resume, set_, seed, backend, name, smoke) -> None:
+    """`train` takes CONFIG or --resume RUN_DIR; a resumed run's config.yaml is authoritative."""
+    from regcli.errors import BadInputError
+
+    if resume is None and config is None:
+        raise BadInputError("train needs CONFIG (a spec file) or --resume RUN_DIR. See `regcli train --help`.")
+    if resume is not None:
+        given = [flag for flag, value in (("CONFIG", config), ("--set", set_), ("--seed", seed), ("--backend", backend),
+                                          ("--name", name), ("--smoke", smoke or None)) if value]
+        if given:
+            raise BadInputError(
+                f"--resume continues a run exactly as its config.yaml says; it cannot be combined with {', '.join(given)}."
+            )
 
 
 @contextlib.contextmanager
@@ -182,6 +204,137 @@ def diagnose(
     else:
         print_diagnosis(_stdout(), result)
     if result["diagnosis"]["verdict"] in verdicts:
+        raise typer.Exit(code=1)
+
+
+def _wide_stdout():
+    """stdout for tables: the terminal's width, or 200 columns when piped (no folded cells in files)."""
+    console = _stdout()
+    if not console.is_terminal:
+        console.width = 200
+    return console
+
+
+@app.command("test")
+def run_test(
+    run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """The final exam: evaluate the shipped model once on the untouched test split and record it in the test ledger."""
+    from regcli.evaluate import consultation_warning, final_test
+
+    with _errors():
+        result = final_test(run_dir)
+    warning = consultation_warning(result)
+    if warning:
+        _stderr().print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for note in result["notes"]:
+        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = _stdout()
+    console.print(_test_table(result))
+    console.print(f"recorded in {result['ledger']}", highlight=False)
+
+
+def _test_table(result: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{result['run_name']}: test split ({result['n_test']} rows)", show_header=True)
+    table.add_column("")
+    table.add_column("validation", justify="right")
+    table.add_column("test", justify="right")
+    val = result.get("val_metrics") or {}
+    for key in ("loss", "data_loss", "accuracy", "mae", "error"):
+        if key in result["metrics"]:
+            table.add_row(key, _fmt(val.get(key)), _fmt(result["metrics"][key]))
+    table.caption = f"test fingerprint {result['test_fingerprint'][:12]}; looked at {result['consulted_before']} time(s) before"
+    return table
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for the overlay plot. Defaults to the runs' common parent.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Compare runs side by side: the knobs that differ, their results, and one overlay plot of their curves."""
+    from regcli.compare import compare_runs, comparison_table
+
+    with _errors():
+        result = compare_runs(run_dirs, out=out)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    console = _wide_stdout()
+    console.print(comparison_table(result))
+    console.print(f"plot: {result['plot']}", highlight=False)
+
+
+@app.command()
+def ls(
+    directory: Annotated[Path, typer.Argument(help="Where the runs and sweeps are.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
+) -> None:
+    """List the runs and sweeps under a directory with their state and best validation value."""
+    from regcli.listing import list_runs, listing_table
+
+    with _errors():
+        entries = list_runs(directory)
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    console = _wide_stdout()
+    if not entries:
+        console.print(f"no runs or sweeps under {directory}", highlight=False)
+        return
+    console.print(listing_table(entries, directory))
+
+
+@app.command()
+def sweep(
+    config: Annotated[
+        Path | None, typer.Argument(help="The sweep spec (YAML). Optional with --resume, which uses the stored sweep.yaml.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Trials trained at once (local worker processes sharing the cores).")] = 1,
+    executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address HOST:PORT for --executor ray. Defaults to a local Ray.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue this sweep directory: run only its trials that did not finish.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Directory the sweep directory is created in. Defaults to runs/.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="CI smoke run: at most 2 trials of at most 2 epochs and 256 training rows.")
+    ] = False,
+) -> None:
+    """Expand a sweep into trials, run them in parallel, aggregate, and pick the winner on validation only."""
+    from rich.markup import escape
+
+    from regcli.sweep.report import leaderboard_table, sweep_progress
+    from regcli.sweep.run import prepare_sweep, run_sweep
+
+    def warn(text: str) -> None:
+        _stderr().print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    with _errors():
+        plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs)
+        for warning in plan.warnings:
+            warn(warning)
+        with sweep_progress(_stderr(), quiet=quiet) as progress:
+            result = run_sweep(plan, progress=progress, on_note=warn)
+    console = _stdout()
+    console.print(str(result.sweep_dir), highlight=False)
+    console.print(leaderboard_table(result))
+    for note in result.notes:
+        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    if result.failed or result.report["best"] is None:
+        _stderr().print(f"[bold red]error:[/] {len(result.failed)} trial(s) failed; see {result.sweep_dir / 'results.csv'}.")
         raise typer.Exit(code=1)
 
 

@@ -31,6 +31,7 @@ DIAGNOSIS_MD = "diagnosis.md"
 CURVES = "learning_curves.png"
 MODEL = "model.keras"
 ENVIRONMENT = "environment.json"
+CHECKPOINT = "checkpoint.npz"  # per-epoch training state for `train --resume`; removed once the run ends
 
 RUN_FILES = (CONFIG, STATUS, HISTORY, SUMMARY, DIAGNOSIS_JSON, DIAGNOSIS_MD, CURVES, MODEL, ENVIRONMENT)
 STATES = ("running", "completed", "failed", "diverged", "interrupted")
@@ -91,8 +92,28 @@ def new_run_dir(out: Path, name: str) -> Path:
     raise RunDirError(f"--out {out}: could not find a free run directory name.")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` atomically (temp file in the same directory, fsync, rename)."""
+def claim_run_dir(run: Path) -> Path:
+    """Creates `run` (parents included) for a run whose directory name is fixed, e.g. a sweep trial.
+
+    An existing empty directory is accepted; one holding files is refused.
+    """
+    run = Path(run)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{run}: cannot create the run directory: {exc.strerror or exc}.") from None
+    if any(run.iterdir()):
+        raise RunDirError(f"{run} already holds files; a run needs an empty directory.")
+    return run
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Writes `data` to `path` atomically (temp file in the same directory, fsync, rename).
+
+    `durable=False` skips the fsync: the rename is still atomic, so a killed process leaves
+    the old or the new file; only a power loss could lose the latest version. Per-epoch
+    files (history.csv during training, the checkpoint) use it to keep epochs fast.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -100,7 +121,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fchmod(f.fileno(), _FILE_MODE)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -133,14 +155,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> None:
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str], durable: bool = True) -> None:
     """Writes rows atomically as CSV; missing values are empty cells, floats full precision."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"), durable=durable)
 
 
 def write_status(run: Path, state: str, error: str | None = None) -> dict[str, Any]:
@@ -201,6 +223,29 @@ def read_history(run: Path):
     if missing:
         raise RunDirError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a regcli history.")
     return df
+
+
+def pid_alive(pid: Any) -> bool:
+    """True when a process with this pid exists on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_temp_files(run: Path) -> list[str]:
+    """Deletes temp files a crash left behind (`.<name>.*.tmp`, `.<stem>.tmp.keras`); returns their names."""
+    removed = []
+    for path in Path(run).glob(".*.tmp*"):
+        if path.is_file():
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def require_run_dir(run: Path) -> Path:

@@ -116,26 +116,11 @@ def environment_info(device: str) -> dict[str, Any]:
     }
 
 
-def run_experiment(
-    spec: Any,
-    *,
-    out: Path,
-    name: str | None = None,
-    smoke: bool = False,
-    on_start: Callable[[Path, int], None] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> RunOutcome:
-    """Trains one spec into a new run directory under `out` and returns the outcome.
-
-    Raises BadInputError (before creating anything) for unusable input,
-    Interrupted on Ctrl-C and RunFailedError when training fails; a diverged run
-    returns normally with state `diverged` (the CLI turns it into exit code 1).
-    """
+def _prepare(spec: Any, smoke: bool):
+    """Data, compatibility checks and the backend, before any run directory is touched."""
     from regcli import backend
     from regcli.data import load_dataset, smoke_limit
-    from regcli.spec import dump_spec_yaml
 
-    spec = effective_spec(spec, smoke=smoke)
     ds = load_dataset(spec.data, seed=spec.seed, task=spec.model.task)
     if smoke:
         ds = smoke_limit(ds, SMOKE_TRAIN_ROWS)
@@ -144,34 +129,126 @@ def run_experiment(
     backend.import_keras_quietly()
     from regcli import train  # imports Keras with the selected backend
 
-    gpus = train.visible_gpus()
-    if spec.device == "gpu" and not gpus:
+    if spec.device == "gpu" and not train.visible_gpus():
         raise BadInputError(f"device: gpu was asked for, but the {spec.backend} backend sees no GPU. Use device: auto or cpu.")
+    return ds, train
 
-    run = rundir.new_run_dir(Path(out), rundir.check_run_name(name or default_name(spec), "--name" if name else "name"))
-    started = time.perf_counter()
+
+def run_experiment(
+    spec: Any,
+    *,
+    out: Path,
+    name: str | None = None,
+    smoke: bool = False,
+    on_start: Callable[[Path, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    run_dir: Path | None = None,
+) -> RunOutcome:
+    """Trains one spec into a new run directory under `out` and returns the outcome.
+
+    `run_dir`, when given, is used instead of a new `<out>/<name>-<time>-<id>` (a sweep's
+    `trials/<trial-id>/`); it must not exist yet or be empty.
+
+    Raises BadInputError (before creating anything) for unusable input,
+    Interrupted on Ctrl-C and RunFailedError when training fails; a diverged run
+    returns normally with state `diverged` (the CLI turns it into exit code 1).
+    """
+    from regcli.spec import dump_spec_yaml
+
+    spec = effective_spec(spec, smoke=smoke)
+    ds, train = _prepare(spec, smoke)
+    if run_dir is not None:
+        run = rundir.claim_run_dir(Path(run_dir))
+    else:
+        run = rundir.new_run_dir(Path(out), rundir.check_run_name(name or default_name(spec), "--name" if name else "name"))
     rundir.atomic_write_text(run / rundir.CONFIG, dump_spec_yaml(spec))
     rundir.write_status(run, "running")
     env = environment_info(spec.device)
     env["smoke"] = smoke
     rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
+    return _train_into(run, spec, ds, train, env, smoke, None, on_start, on_epoch)
+
+
+def resume_run(
+    run_dir: Path,
+    *,
+    on_start: Callable[[Path, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> RunOutcome:
+    """Continues an interrupted or killed run from its last completed epoch.
+
+    The run's config.yaml is authoritative. Model and optimizer variables, early
+    stopping's wait/best/best weights and the history come from checkpoint.npz, and the
+    data pipeline skips the epochs already seen, so the run ships and stops at the same
+    epochs as an uninterrupted one. Without a usable checkpoint (killed during the first
+    epoch) the run restarts from epoch 1 in the same directory.
+    """
+    from regcli.spec import load_experiment_spec
+
+    run = rundir.require_run_dir(Path(run_dir))
+    status = _readable_status(run)
+    state = status.get("state")
+    if state == "completed":
+        raise BadInputError(f"--resume {run}: this run already completed; there is nothing to resume.")
+    if state == "running" and rundir.pid_alive(status.get("pid")):
+        raise BadInputError(
+            f"--resume {run}: the run is still running (pid {status.get('pid')}). Stop it first, or wait for it."
+        )
+    spec = load_experiment_spec(run / rundir.CONFIG)
+    env_path = run / rundir.ENVIRONMENT
+    smoke = bool(rundir.read_json(env_path, "the environment").get("smoke")) if env_path.is_file() else False
+    ds, train = _prepare(spec, smoke)
+    rundir.remove_temp_files(run)
+    ckpt = None
+    ckpt_path = run / rundir.CHECKPOINT
+    if ckpt_path.is_file():
+        try:
+            ckpt = train.Checkpoint.from_file(ckpt_path)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"warning: {ckpt_path} is unreadable ({exc}); restarting the run from epoch 1.", file=sys.stderr)
+    rows = ckpt.rows[: ckpt.epoch] if ckpt else []
+    rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows))
+    rundir.write_status(run, "running")
+    env = environment_info(spec.device)
+    env["smoke"] = smoke
+    env["resumed_from_epoch"] = ckpt.epoch if ckpt else 0
+    rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
+    return _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch)
+
+
+def _readable_status(run: Path) -> dict:
+    try:
+        return rundir.read_json(run / rundir.STATUS, "the run status")
+    except BadInputError as exc:  # a truncated status.json is repaired by resuming
+        print(f"warning: {exc} It will be rewritten.", file=sys.stderr)
+        return {}
+
+
+def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> RunOutcome:
+    """Trains (or continues) in `run`, keeping status.json truthful, and writes the results."""
+    started = time.perf_counter()
     if on_start is not None:
         on_start(run, spec.training.epochs)
-
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = list(ckpt.rows[: ckpt.epoch]) if ckpt else []
 
     def record(row: dict) -> None:
         rows.append(row)
-        rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows))
+        # Not fsynced every epoch (the rename is atomic); the final write below is durable.
+        rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows), durable=False)
         if on_epoch is not None:
             on_epoch(row)
 
     try:
         init_path = str(Path(spec.model.init_from) / rundir.MODEL) if spec.model.init_from else None
-        result = train.train(spec, ds, on_epoch=record, init_model_path=init_path)
+        result = train.train(
+            spec, ds, on_epoch=record, init_model_path=init_path, checkpoint_path=run / rundir.CHECKPOINT, resume=ckpt
+        )
     except KeyboardInterrupt:
         rundir.write_status(run, "interrupted", "interrupted by the user (Ctrl-C)")
-        raise Interrupted(f"Interrupted. {run} is consistent: state interrupted, {len(rows)} epoch(s) in history.csv.") from None
+        raise Interrupted(
+            f"Interrupted. {run} is consistent: state interrupted, {len(rows)} epoch(s) in history.csv. "
+            f"Continue it with `regcli train --resume {run}`."
+        ) from None
     except RegcliError as exc:
         rundir.write_status(run, "failed", str(exc))
         raise
@@ -180,6 +257,8 @@ def run_experiment(
         raise RunFailedError(f"Training failed in {run}: {type(exc).__name__}: {exc}") from None
 
     state = "diverged" if result.diverged else "completed"
+    if ckpt is not None:
+        result.summary["resumed_from_epoch"] = ckpt.epoch
     try:
         outcome = _write_results(run, spec, ds, result, state, env, time.perf_counter() - started, smoke)
     except KeyboardInterrupt:
@@ -188,6 +267,7 @@ def run_experiment(
     except OSError as exc:
         _try_status(run, "failed", f"could not write results: {exc}")
         raise RunFailedError(f"Could not write the results of {run}: {exc.strerror or exc}.") from None
+    (run / rundir.CHECKPOINT).unlink(missing_ok=True)
     return outcome
 
 
@@ -225,6 +305,7 @@ def _write_results(run, spec, ds, result, state, env, seconds, smoke) -> RunOutc
             "data": ds.info,
         }
     )
+    rundir.write_csv(run / rundir.HISTORY, result.history, history_columns(result.history))
     save_model(result.model, run / rundir.MODEL)
     rundir.atomic_write_json(run / rundir.SUMMARY, summary)
     summary = json.loads((run / rundir.SUMMARY).read_text())  # the JSON form (NaN -> null) feeds the rest

@@ -119,27 +119,70 @@ def _targets(y: np.ndarray, task: str) -> np.ndarray:
     return y.astype("int32")
 
 
-class _Feeder:
-    """Feeds arrays to Keras the fastest way the backend allows.
+def steps_per_execution(steps: int, cap: int = MAX_STEPS_PER_EXECUTION) -> int:
+    """The largest divisor of `steps` up to `cap`.
 
-    TensorFlow: a cached, shuffled, prefetched `tf.data.Dataset` (measured here 20-35 ms
-    per epoch vs 100-200 ms for numpy arrays). Other backends: numpy arrays.
+    Several steps per graph execution cut Keras's per-step overhead (measured here about
+    2x per epoch for batch 32), but an execution must not straddle two epochs: with
+    `steps_per_epoch` set and a count that does not divide it, Keras runs extra steps and
+    the epochs drift apart (which would break exact resume).
+    """
+    return max(d for d in range(1, min(cap, steps) + 1) if steps % d == 0)
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """Epoch-indexed shuffled batches for non-TensorFlow backends.
+
+    Epoch e's order depends only on (seed, e), so a resumed run sees the same batches
+    as an uninterrupted one.
+    """
+
+    def __init__(self, x, y, batch_size: int, seed: int, first_epoch: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.epoch = first_epoch
+        self._order = self._permutation()
+
+    def _permutation(self):
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+    def __len__(self):
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i):
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.x[idx], self.y[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._permutation()
+
+
+class _Feeder:
+    """Feeds arrays to Keras the fastest way the backend allows, resumable at any epoch.
+
+    TensorFlow: a cached, shuffled (reshuffled each epoch, seeded), batched, repeated and
+    prefetched `tf.data.Dataset` read with `steps_per_epoch` (measured here 20-35 ms per
+    epoch vs 100-200 ms for numpy arrays). Resuming at epoch k skips k epochs of batches,
+    which replays the same shuffle order. Other backends: `EpochBatches`.
     """
 
     def __init__(self, seed: int):
         self.seed = seed
         self.tf = backend_name() == "tensorflow"
 
-    def train(self, x, y, batch_size: int):
+    def train(self, x, y, batch_size: int, first_epoch: int = 0):
+        steps = math.ceil(len(x) / batch_size)
         if not self.tf:
-            return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+            return {"x": EpochBatches(x, y, batch_size, self.seed, first_epoch), "shuffle": False}
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-        ds = ds.shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
-        # The dataset is already shuffled (seeded, reshuffled each epoch): shuffle=False stops
-        # Keras from warning that it would ignore its own shuffle flag.
-        return {"x": ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), "shuffle": False}
+        ds = ds.shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True).batch(batch_size).repeat()
+        if first_epoch:
+            ds = ds.skip(first_epoch * steps)
+        # The dataset is already shuffled: shuffle=False stops Keras warning it would ignore its flag.
+        return {"x": ds.prefetch(tf.data.AUTOTUNE), "steps_per_epoch": steps, "shuffle": False}
 
     def eval(self, x, y):
         if not self.tf:
@@ -188,6 +231,111 @@ class EpochRecorder(keras.callbacks.Callback):
             self.on_epoch(row)
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's EarlyStopping, unchanged, whose state can be saved and restored.
+
+    `BackupAndRestore` saves weights and the epoch but not early stopping's wait, best and
+    best weights: a run resumed with it alone stops at a different epoch (measured: 5
+    instead of 3). The rule itself is Keras's own `on_epoch_end`.
+    """
+
+    STATE = ("wait", "stopped_epoch", "best", "best_epoch")
+
+    def __init__(self, *args, resume: dict | None = None, resume_best_weights: list | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resume = resume
+        self._resume_best_weights = resume_best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._resume is not None:
+            for key in self.STATE:
+                setattr(self, key, self._resume[key])
+            self.best_weights = self._resume_best_weights
+
+    def state(self) -> dict:
+        return {key: getattr(self, key) for key in self.STATE}
+
+
+@dataclass
+class Checkpoint:
+    """Training state after `epoch` completed epochs: enough to continue bit-for-bit."""
+
+    epoch: int
+    rows: list[dict[str, float]]
+    early: dict | None
+    model_vars: list[np.ndarray]
+    optimizer_vars: list[np.ndarray]
+    best_weights: list[np.ndarray] | None
+
+    def to_bytes(self) -> bytes:
+        import io
+        import json
+
+        state = {"version": 1, "epoch": self.epoch, "rows": self.rows, "early": self.early,
+                 "n_model": len(self.model_vars), "n_optimizer": len(self.optimizer_vars),
+                 "n_best": None if self.best_weights is None else len(self.best_weights)}
+        arrays = {"state": np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)}
+        arrays.update({f"model_{i}": a for i, a in enumerate(self.model_vars)})
+        arrays.update({f"optimizer_{i}": a for i, a in enumerate(self.optimizer_vars)})
+        arrays.update({f"best_{i}": a for i, a in enumerate(self.best_weights or [])})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_file(cls, path) -> Checkpoint:
+        """Reads a checkpoint (`allow_pickle=False`); ValueError/OSError/KeyError when corrupt."""
+        import json
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                state = json.loads(npz["state"].tobytes().decode())
+                model_vars = [npz[f"model_{i}"] for i in range(state["n_model"])]
+                optimizer_vars = [npz[f"optimizer_{i}"] for i in range(state["n_optimizer"])]
+                best = None if state["n_best"] is None else [npz[f"best_{i}"] for i in range(state["n_best"])]
+        except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
+            raise ValueError(f"corrupt checkpoint: {exc}") from None
+        except Exception as exc:  # zipfile.BadZipFile and friends from a truncated archive
+            raise ValueError(f"corrupt checkpoint: {type(exc).__name__}: {exc}") from None
+        return cls(state["epoch"], state["rows"], state["early"], model_vars, optimizer_vars, best)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves a `Checkpoint` atomically after every epoch (after early stopping has updated)."""
+
+    def __init__(self, path, recorder: EpochRecorder, early: ResumableEarlyStopping | None):
+        super().__init__()
+        self.path, self.recorder, self.early = path, recorder, early
+
+    def on_epoch_end(self, epoch, logs=None):
+        from regcli.rundir import atomic_write_bytes
+
+        ckpt = Checkpoint(
+            epoch=epoch + 1,
+            rows=self.recorder.rows,
+            early=None if self.early is None else self.early.state(),
+            model_vars=[np.asarray(keras.ops.convert_to_numpy(v)) for v in self.model.variables],
+            optimizer_vars=[np.asarray(keras.ops.convert_to_numpy(v)) for v in self.model.optimizer.variables],
+            best_weights=None if self.early is None else self.early.best_weights,
+        )
+        # Not fsynced: the rename is atomic, so a killed process leaves the previous or this checkpoint.
+        atomic_write_bytes(self.path, ckpt.to_bytes(), durable=False)
+
+
+def _restore(model: keras.Model, ckpt: Checkpoint) -> None:
+    """Assigns a checkpoint's model and optimizer variables (same spec, same variable order)."""
+    model.optimizer.build(model.trainable_variables)
+    pairs = [(model.variables, ckpt.model_vars), (model.optimizer.variables, ckpt.optimizer_vars)]
+    for variables, values in pairs:
+        if len(variables) != len(values):
+            raise ValueError(f"the checkpoint holds {len(values)} variables, the model {len(variables)}")
+        for var, value in zip(variables, values, strict=True):
+            if tuple(var.shape) != tuple(value.shape):
+                raise ValueError(f"variable {var.path} has shape {tuple(var.shape)}, the checkpoint {value.shape}")
+            var.assign(value)
+
+
 def make_optimizer(training: Any) -> keras.optimizers.Optimizer:
     """adam | adamw | sgd | rmsprop; `weight_decay` is Keras's decoupled decay (not L2)."""
     kwargs = {"learning_rate": training.learning_rate}
@@ -223,7 +371,15 @@ def _evaluate(model, feed: dict, metric: str) -> dict[str, float]:
     return out
 
 
-def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None, init_model_path: str | None = None) -> TrainResult:
+def train(
+    spec: Any,
+    ds: Any,
+    *,
+    on_epoch: Callable[[dict], None] | None = None,
+    init_model_path: str | None = None,
+    checkpoint_path: Any = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
     """Trains the model `spec` describes on the data set `ds` (already split and scaled).
 
     Args:
@@ -231,6 +387,8 @@ def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None,
         ds: a `regcli.data.Dataset`.
         on_epoch: called with each history row as soon as the epoch ends. Defaults to `None`.
         init_model_path: a `.keras` file whose weights initialize the model. Defaults to `None`.
+        checkpoint_path: where to save the training state after every epoch. Defaults to `None`.
+        resume: a checkpoint to continue from (same spec and data). Defaults to `None`.
     """
     seed_everything(spec.seed)
     head = task_head(ds.task, ds.n_classes)
@@ -241,12 +399,12 @@ def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None,
         n_classes=ds.n_classes,
         image_shape=ds.image_shape,
     )
-    if init_model_path:
+    if init_model_path and resume is None:
         load_init_weights(model, init_model_path)
     frozen = apply_freeze(model, list(spec.model.freeze))
     training = spec.training
     steps = max(1, math.ceil(len(ds.x_train) / training.batch_size))
-    spe = min(MAX_STEPS_PER_EXECUTION, steps)
+    spe = steps_per_execution(steps)
     model.compile(
         optimizer=make_optimizer(training),
         loss=make_loss(ds.task),
@@ -260,14 +418,19 @@ def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None,
     clean_idx = np.sort(rng.choice(len(ds.x_train), size=n_clean, replace=False))
     feeder = _Feeder(spec.seed)
 
+    first_epoch = 0
     recorder = EpochRecorder(feeder.eval(ds.x_train[clean_idx], y_train[clean_idx]), on_epoch)
+    if resume is not None:
+        _restore(model, resume)
+        first_epoch = resume.epoch
+        recorder.rows = [dict(r) for r in resume.rows[:first_epoch]]
     nan_guard = keras.callbacks.TerminateOnNaN()
     callbacks: list[keras.callbacks.Callback] = [recorder, nan_guard]
     es_spec = training.early_stopping
     early = None
     if es_spec.enabled:
         # A new callback per run: a reused one carried `best` between fits in some Keras versions.
-        early = keras.callbacks.EarlyStopping(
+        early = ResumableEarlyStopping(
             monitor=es_spec.monitor,
             min_delta=es_spec.min_delta,
             patience=es_spec.patience,
@@ -276,14 +439,22 @@ def train(spec: Any, ds: Any, *, on_epoch: Callable[[dict], None] | None = None,
             baseline=es_spec.baseline,
             restore_best_weights=es_spec.restore_best_weights,
             start_from_epoch=es_spec.start_from_epoch,
+            resume=None if resume is None else resume.early,
+            resume_best_weights=None if resume is None else resume.best_weights,
         )
         callbacks.append(early)
+    if checkpoint_path is not None:
+        callbacks.append(Checkpointer(checkpoint_path, recorder, early))
+    last_epoch = training.epochs
+    if resume is not None and resume.early and resume.early["stopped_epoch"] > 0:
+        last_epoch = first_epoch  # it had already stopped early: only the end-of-training restore is left
 
     started = time.perf_counter()
     model.fit(
-        **feeder.train(ds.x_train, y_train, training.batch_size),
+        **feeder.train(ds.x_train, y_train, training.batch_size, first_epoch),
         validation_data=feeder.val_data(ds.x_val, y_val),
-        epochs=training.epochs,
+        initial_epoch=first_epoch,
+        epochs=max(first_epoch, last_epoch),
         callbacks=callbacks,
         verbose=0,
     )

@@ -1,0 +1,250 @@
+"""The final exam (SPEC §1 `regcli test`, §5.5): the shipped model, once, on the untouched test split.
+
+`final_test(run_dir)` rebuilds the exact test split from the run's resolved config.yaml,
+refuses when its fingerprint differs from the one the run recorded (the data changed),
+evaluates model.keras once in inference mode, records the result in the test ledger and
+adds `metrics.test` to summary.json. Every check that can fail runs before Keras is
+imported and before anything is written: a refused test leaves every file as it was.
+
+Example:
+
+>>> result = final_test(Path("runs/bc-20261127T050141Z-777577"))  # doctest: +SKIP
+>>> result["metrics"]["error"], result["consulted_before"]  # doctest: +SKIP
+(0.035, 0)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from regcli import rundir
+from regcli.errors import BadInputError, RegcliError, RunDirError
+from regcli.ledger import append_entry, default_ledger
+
+
+def pid_alive(pid: Any) -> bool:
+    """True when `pid` is a process on this machine (a status `running` whose pid is gone is stale)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _check_completed(run: Path, status: dict[str, Any]) -> None:
+    state = status.get("state")
+    if state == "completed":
+        return
+    if state == "running":
+        pid = status.get("pid")
+        if pid_alive(pid):
+            why = f"it is still training (pid {pid}). Test it when it has completed."
+        else:
+            why = (
+                f"its process (pid {pid}) is gone, so it was killed. "
+                f"Resume it with `regcli train --resume {run}`, then test it."
+            )
+        raise RunDirError(f"{run} cannot be tested: status.json says state running, but {why}")
+    detail = f" ({status['error']})" if status.get("error") else ""
+    raise RunDirError(
+        f"{run} cannot be tested: status.json says state {state}{detail}; only a completed run ships a "
+        f"model worth a look at the test split. Train it again (or resume it) first."
+    )
+
+
+def _test_fingerprint(run: Path, summary: dict[str, Any]) -> str:
+    data = summary.get("data")
+    fingerprint = data.get("test_fingerprint") if isinstance(data, dict) else None
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise RunDirError(
+            f"{run / rundir.SUMMARY} lacks data.test_fingerprint: it is corrupt or was not written by regcli, "
+            f"so the test split cannot be checked. Retrain the run."
+        )
+    return fingerprint
+
+
+def _no_test_split(run: Path) -> BadInputError:
+    return BadInputError(
+        f"{run} has no test split (n_test 0: data.test_fraction was 0), so there is nothing to test. "
+        f"Set data.test_fraction (e.g. 0.2) and retrain to hold out a test split."
+    )
+
+
+def _check_model_file(run: Path) -> Path:
+    path = run / rundir.MODEL
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: the run has no shipped model to test. Retrain the run.")
+    if path.stat().st_size == 0:
+        raise RunDirError(f"{path} is empty (0 bytes): the model was not saved completely. Retrain the run.")
+    if not zipfile.is_zipfile(path):
+        raise RunDirError(f"{path} is not a .keras archive (not a zip file): it is corrupt. Retrain the run.")
+    return path
+
+
+def _check_writable(run: Path, ledger: Path) -> None:
+    for where, directory in (("the run directory", run), ("the test ledger's directory", ledger.parent)):
+        if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+            raise BadInputError(
+                f"{directory} ({where}) is not writable: the test result could not be recorded, "
+                f"so the test split is not looked at. Make it writable and run regcli test again."
+            )
+
+
+def _load_spec(run: Path):
+    from regcli.spec import load_experiment_spec
+
+    try:
+        # model.init_from only seeded training; a fine-tuned run stays testable after its parent run is gone.
+        return load_experiment_spec(run / rundir.CONFIG, ["model.init_from=null"])
+    except RegcliError as exc:
+        raise RunDirError(f"{run / rundir.CONFIG} cannot be loaded, so the test split cannot be rebuilt: {exc}") from None
+
+
+def _rebuild_test_split(run: Path, spec: Any, task: str, recorded: str):
+    """The run's dataset rebuilt from its spec; refuses when the test split's fingerprint changed."""
+    from regcli.data import load_dataset
+
+    ds = load_dataset(spec.data, seed=spec.seed, task=task)
+    rebuilt = ds.info.get("test_fingerprint")
+    if rebuilt != recorded:
+        where = f"data.path {spec.data.path}" if spec.data.path else f"data.source {spec.data.source}"
+        raise BadInputError(
+            f"The test split of {run} has changed since the run was trained: its fingerprint is now "
+            f"{str(rebuilt)[:12]}, summary.json recorded {recorded[:12]}. The data ({where}) or its loading "
+            f"changed, so this model would be tested on rows it was not held out from. Retrain the run on "
+            f"the current data, or restore the original data."
+        )
+    return ds
+
+
+def _evaluate_once(run: Path, spec: Any, env: dict[str, Any], ds: Any) -> dict[str, float]:
+    """Loads model.keras (safe mode) with the run's backend and evaluates the test split once."""
+    from regcli import backend
+
+    # The device the run trained on: a CPU run is tested on the CPU too.
+    device = "cpu" if env.get("device") == "cpu" or spec.device == "cpu" else "auto"
+    backend.select(spec.backend, device)
+    backend.import_keras_quietly()
+    from regcli import train
+
+    path = run / rundir.MODEL
+    try:
+        model = train.load_shipped_model(path)
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise RunDirError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}): it is corrupt. Retrain the run.") from None
+    try:
+        return train.evaluate_split(model, ds.x_test, ds.y_test, ds.task, seed=spec.seed)
+    except Exception as exc:
+        raise RunDirError(
+            f"{path} cannot be evaluated on the rebuilt test split ({type(exc).__name__}: {exc}): the model "
+            f"does not match the run's config.yaml. Retrain the run."
+        ) from None
+
+
+def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
+    """Evaluates a completed run's shipped model once on its test split and records the look.
+
+    Args:
+        run_dir: a completed run directory.
+        ledger: the test ledger to append to. Defaults to `None`: `test_ledger.jsonl` beside the
+            run directory (`runs/test_ledger.jsonl`; a sweep trial uses its sweep's `<out>`).
+
+    Returns:
+        `{"run_dir", "run_name", "metrics", "val_metrics", "n_test", "test_fingerprint", "ledger",
+        "consulted_before", "previous_runs", "smoke", "notes"}`. `metrics` is what went into
+        summary.json `metrics.test`; `previous_runs` names the run of every earlier ledger entry for
+        the same test split, oldest first.
+
+    Raises:
+        RunDirError / BadInputError (exit code 2): the run is missing, not completed, corrupt, has no
+            test split, or its test split changed. Nothing is written then.
+    """
+    run = rundir.require_run_dir(Path(run_dir))
+    ledger_path = Path(ledger) if ledger is not None else default_ledger(run)
+    status = rundir.read_json(run / rundir.STATUS, "the run status")
+    _check_completed(run, status)
+    summary = rundir.read_json(run / rundir.SUMMARY, "the run summary")
+    if not isinstance(summary.get("metrics"), dict):
+        raise RunDirError(f"{run / rundir.SUMMARY} lacks its metrics mapping: it is corrupt. Retrain the run.")
+    fingerprint = _test_fingerprint(run, summary)
+    if summary.get("n_test") == 0:
+        raise _no_test_split(run)
+    task = summary.get("task")
+    if task not in ("binary", "multiclass", "regression"):
+        raise RunDirError(f"{run / rundir.SUMMARY} lacks a valid task (binary, multiclass or regression). Received: {task!r}.")
+    _check_model_file(run)
+    env_path = run / rundir.ENVIRONMENT
+    env = rundir.read_json(env_path, "the run environment") if env_path.is_file() else {}
+    _check_writable(run, ledger_path)
+    spec = _load_spec(run)
+    ds = _rebuild_test_split(run, spec, task, fingerprint)
+    if len(ds.y_test) == 0:
+        raise _no_test_split(run)
+
+    metrics = _evaluate_once(run, spec, env, ds)
+    smoke = bool(env.get("smoke", summary.get("smoke", False)))
+    entry = {
+        "time": rundir.utc_now(),
+        "run": str(run.absolute()),
+        "run_name": run.name,
+        "test_fingerprint": fingerprint,
+        "data": {"source": spec.data.source, "path": spec.data.path},
+        "metrics": metrics,
+        "n_test": int(len(ds.y_test)),
+    }
+    written, before = append_entry(ledger_path, entry)
+
+    try:
+        fresh = rundir.read_json(run / rundir.SUMMARY, "the run summary")  # keeps keys written meanwhile
+        fresh["metrics"]["test"] = written["metrics"]
+        rundir.atomic_write_json(run / rundir.SUMMARY, fresh)
+    except (OSError, RunDirError, KeyError, TypeError) as exc:
+        raise RunDirError(
+            f"The test result was recorded in {ledger_path}, but {run / rundir.SUMMARY} could not be "
+            f"updated ({exc}). Its metrics.test is missing; the ledger line holds the result."
+        ) from None
+
+    notes = []
+    if smoke:
+        notes.append(
+            "This was a --smoke run: the model trained on at most 256 rows and 2 epochs, but the test "
+            "split is the full one (the smoke cap trims the training split only)."
+        )
+    return {
+        "run_dir": str(run),
+        "run_name": run.name,
+        "metrics": written["metrics"],
+        "val_metrics": (summary.get("metrics") or {}).get("val"),
+        "n_test": written["n_test"],
+        "test_fingerprint": fingerprint,
+        "ledger": str(ledger_path),
+        "consulted_before": written["consulted_before"],
+        "previous_runs": [e.get("run_name") or e.get("run") for e in before],
+        "smoke": smoke,
+        "notes": notes,
+    }
+
+
+def consultation_warning(result: dict[str, Any]) -> str | None:
+    """The warning for a test split that was looked at before, or None for a first look."""
+    n = result["consulted_before"]
+    if not n:
+        return None
+    counts: dict[str, int] = {}
+    for name in result["previous_runs"]:
+        counts[str(name)] = counts.get(str(name), 0) + 1
+    by = ", ".join(f"{name} ({k}x)" if k > 1 else name for name, k in counts.items())
+    return (
+        f"this test split (fingerprint {result['test_fingerprint'][:12]}) was consulted {n} time(s) before, "
+        f"by {by}. Each look that informs a choice makes the test error an optimistic estimate: keep the "
+        f"test set for the end and select on validation only."
+    )

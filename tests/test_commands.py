@@ -1,0 +1,308 @@
+"""`regcli test`, `compare` and `ls` as users run them: real tiny runs, real subprocesses.
+
+Two runs are trained once per module (breast_cancer, hidden [8], 2 epochs, no early
+stopping: these tests check wiring, not convergence) and copied into each test's tmp_path,
+so no test sees another's ledger or rewritten summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from regcli import rundir
+from regcli.evaluate import consultation_warning
+from regcli.ledger import LEDGER, default_ledger, read_ledger
+from regcli.listing import list_runs
+from regcli.runner import run_experiment
+from regcli.spec import load_experiment_spec
+
+TINY = {
+    "seed": 0,
+    "data": {"source": "breast_cancer"},
+    "model": {"hidden": [8], "batchnorm": False, "dropout": 0.0},
+    "training": {"epochs": 2, "early_stopping": {"enabled": False}},
+}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def regcli(*args, cwd, timeout=120, importtime=False):
+    """Runs `python -m regcli ARGS` and returns the CompletedProcess (text)."""
+    flags = ["-X", "importtime"] if importtime else []
+    return subprocess.run(
+        [sys.executable, *flags, "-m", "regcli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=ENV, check=False,
+    )
+
+
+def spawn(*args, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "regcli", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=ENV,
+    )
+
+
+def imported(stderr: str) -> set[str]:
+    """Module names from `-X importtime` output."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:") and "|" in line}
+
+
+def flat(text: str) -> str:
+    """rich wraps stderr at 80 columns: compare messages with whitespace runs collapsed."""
+    return " ".join(text.split())
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def summary_of(run: Path) -> dict:
+    return json.loads((run / rundir.SUMMARY).read_text())
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two completed runs that differ only in model.l2, and a --smoke run of the first spec."""
+    base = tmp_path_factory.mktemp("trained")
+    runs = []
+    for l2, smoke in ((0.0, False), (1e-3, False), (0.0, True)):
+        spec_path = base / f"spec-{l2}.yaml"
+        spec_path.write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], "l2": l2}}))
+        runs.append(run_experiment(load_experiment_spec(spec_path), out=base / "runs", smoke=smoke).run_dir)
+    return SimpleNamespace(a=runs[0], b=runs[1], smoke=runs[2])
+
+
+def copy_run(run: Path, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(run, out / run.name))
+
+
+# --- regcli test -----------------------------------------------------------------------
+
+
+def test_test_adds_metrics_test_appends_the_ledger_and_warns_on_later_looks(trained, tmp_path):
+    # A --smoke run: its training split was capped at 256 rows, its test split is the full one.
+    run = copy_run(trained.smoke, tmp_path / "runs")
+    ledger = tmp_path / "runs" / LEDGER
+    before = summary_of(run)
+    assert before["n_train"] == 256 and before["n_test"] == summary_of(trained.a)["n_test"] == 114
+    assert before["data"]["test_fingerprint"] == summary_of(trained.a)["data"]["test_fingerprint"]
+
+    # Two looks at once (2 processes: cheaper than one after another, and it checks the lock):
+    # both are recorded, counted 0 and 1, and the later look warns.
+    procs = [spawn("test", run, cwd=tmp_path) for _ in range(2)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [rc for rc, _, _ in results] == [0, 0], results
+    (first,) = [(out, err) for _, out, err in results if "looked at 0 time(s) before" in out]
+    (second,) = [(out, err) for _, out, err in results if "looked at 1 time(s) before" in out]
+    assert "warning" not in first[1] and f"recorded in {ledger}" in first[0] and f"recorded in {ledger}" in second[0]
+    assert (
+        f"warning: this test split (fingerprint {before['data']['test_fingerprint'][:12]}) was consulted 1 time(s) "
+        f"before, by {run.name}. Each look that informs a choice makes the test error an optimistic estimate: "
+        f"keep the test set for the end and select on validation only."
+    ) in flat(second[1])
+    for _, err in (first, second):
+        assert "note: This was a --smoke run" in flat(err) and "the test split is the full one" in flat(err)
+
+    after = summary_of(run)
+    test = after["metrics"].pop("test")
+    assert after == before  # every other key kept as it was
+    assert set(test) == {"loss", "data_loss", "accuracy", "error"}
+    assert test["error"] == pytest.approx(1 - test["accuracy"])
+    entries = read_ledger(ledger)
+    assert sorted(e["consulted_before"] for e in entries) == [0, 1]
+    for entry in entries:
+        assert entry["test_fingerprint"] == before["data"]["test_fingerprint"]
+        assert entry["run"] == str(run.absolute()) and entry["run_name"] == run.name
+        assert entry["data"] == {"source": "breast_cancer", "path": None}
+        assert entry["n_test"] == before["n_test"] == 114 and entry["time"].endswith("Z")
+        assert entry["metrics"] == test  # inference mode: the same numbers every time
+
+
+def test_consultation_warning_names_each_earlier_run_once_with_its_count():
+    result = {"consulted_before": 3, "previous_runs": ["a", "b", "a"], "test_fingerprint": "0123456789abcdef"}
+    assert consultation_warning(result).startswith(
+        "this test split (fingerprint 0123456789ab) was consulted 3 time(s) before, by a (2x), b. "
+    )
+    assert consultation_warning({**result, "consulted_before": 0, "previous_runs": []}) is None
+
+
+def test_the_ledger_lives_beside_the_runs_and_a_sweep_trial_shares_its_sweeps(tmp_path):
+    assert default_ledger(tmp_path / "runs" / "bc-x") == (tmp_path / "runs" / LEDGER).absolute()
+    sweep = tmp_path / "runs" / "l2-sweep"
+    (sweep / "trials" / "t0").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("base: x.yaml\n")
+    assert default_ledger(sweep / "trials" / "t0") == (tmp_path / "runs" / LEDGER).absolute()
+
+
+def _make_running(run: Path, pid: int) -> None:
+    status = json.loads((run / rundir.STATUS).read_text())
+    (run / rundir.STATUS).write_text(json.dumps({**status, "state": "running", "ended": None, "pid": pid}))
+
+
+def _edit_summary(run: Path, **changes) -> None:
+    summary = summary_of(run)
+    data = {**summary.get("data", {}), **changes.pop("data", {})}
+    (run / rundir.SUMMARY).write_text(json.dumps({**summary, **changes, "data": data}))
+
+
+BROKEN = {
+    # case: (how to break a copy of a completed run, text the one-paragraph error must contain)
+    "still running": (lambda run: _make_running(run, os.getpid()), "still training"),
+    "killed while running": (lambda run: _make_running(run, dead_pid()), "regcli train --resume"),
+    "failed": (lambda run: (run / rundir.STATUS).write_text(json.dumps({"state": "failed", "error": "boom"})), "state failed (boom)"),
+    "zero-byte model": (lambda run: (run / rundir.MODEL).write_bytes(b""), "model.keras is empty (0 bytes)"),
+    "corrupt model": (lambda run: (run / rundir.MODEL).write_bytes(b"not a zip archive"), "not a .keras archive"),
+    "truncated summary": (lambda run: (run / rundir.SUMMARY).write_text('{"best_epoch": 2, "metr'), "not valid JSON"),
+    "data changed": (lambda run: _edit_summary(run, data={"test_fingerprint": "0" * 64}), "has changed since the run was trained"),
+    "no test split": (lambda run: _edit_summary(run, n_test=0), "has no test split (n_test 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_test_refuses_a_bad_run_with_exit_2_and_writes_nothing(trained, tmp_path, case):
+    break_it, message = BROKEN[case]
+    run = copy_run(trained.a, tmp_path / "runs")
+    break_it(run)
+    before = snapshot(tmp_path / "runs")
+    proc = regcli("test", run, cwd=tmp_path)
+    assert proc.returncode == 2, (case, proc.stdout, proc.stderr)
+    assert message in flat(proc.stderr), (case, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert snapshot(tmp_path / "runs") == before  # no ledger, no rewritten summary
+
+
+def test_test_of_a_missing_run_dir_exits_2(tmp_path):
+    proc = regcli("test", tmp_path / "runs" / "nothing-here", cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a directory" in flat(proc.stderr)
+    assert "Traceback" not in proc.stderr
+
+
+_APPEND = """
+import sys, time
+from pathlib import Path
+from regcli.ledger import append_entry
+while time.time() < float(sys.argv[2]):  # start together: the lock, not luck, must keep lines whole
+    time.sleep(0.001)
+append_entry(Path(sys.argv[1]), {"test_fingerprint": "f" * 64, "run": sys.argv[3], "metrics": {"error": 0.1}})
+"""
+
+
+def test_ledger_appends_from_8_processes_are_all_kept_whole_and_counted_in_order(tmp_path):
+    ledger = tmp_path / LEDGER
+    old = [{"test_fingerprint": "f" * 64, "run": "old-1"}, {"test_fingerprint": "e" * 64, "run": "other"}]
+    # ... and a torn last line without its newline, as a crash mid-write would leave it.
+    ledger.write_text("".join(json.dumps(e) + "\n" for e in old) + '{"test_fingerprint": "ffff')
+    start = time.time() + 2.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _APPEND, str(ledger), str(start), f"run-{i}"], env=ENV)
+        for i in range(8)
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0] * 8
+    lines = ledger.read_text().splitlines()
+    assert len(lines) == 3 + 8 and lines[2] == '{"test_fingerprint": "ffff'
+    new = [json.loads(line) for line in lines[3:]]  # every appended line is whole, valid JSON
+    assert sorted(e["run"] for e in new) == [f"run-{i}" for i in range(8)]
+    assert [e["consulted_before"] for e in new] == list(range(1, 9))  # counted under the lock, in order
+
+
+# --- regcli compare --------------------------------------------------------------------
+
+
+def test_compare_shows_only_the_knobs_that_differ_and_writes_an_overlay_plot(trained, tmp_path):
+    proc = regcli("compare", trained.a, trained.b, "--out", tmp_path / "plots", "--json", cwd=tmp_path, importtime=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not {"tensorflow", "keras"} & imported(proc.stderr)
+    result = json.loads(proc.stdout)
+    assert result["knobs"] == {"model.l2": [0.0, 0.001]}
+    assert result["runs"] == [trained.a.name, trained.b.name]
+    a = summary_of(trained.a)
+    assert result["results"]["best_epoch"] == [2, 2] and result["results"]["epochs_run"] == [2, 2]
+    assert result["results"]["val_error"][0] == pytest.approx(a["metrics"]["val"]["error"])
+    assert result["results"]["gap"][0] == pytest.approx(a["metrics"]["val"]["error"] - a["metrics"]["train"]["error"])
+    verdict = json.loads((trained.b / rundir.DIAGNOSIS_JSON).read_text())["verdict"]
+    assert result["results"]["verdict"][1] == verdict
+    plot = Path(result["plot"])
+    assert plot.parent == tmp_path / "plots" and plot.name.startswith("compare-") and plot.suffix == ".png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+    proc = regcli("compare", trained.a, trained.b, "--out", tmp_path / "plots", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model.l2" in proc.stdout and "val error" in proc.stdout and "plot: " in proc.stdout
+    assert "model.hidden" not in proc.stdout and "data.source" not in proc.stdout
+
+
+def test_compare_needs_two_good_run_dirs(trained, tmp_path):
+    proc = regcli("compare", trained.a, cwd=tmp_path)
+    assert proc.returncode == 2 and "at least 2 run directories. Received: 1." in flat(proc.stderr)
+    proc = regcli("compare", trained.a, tmp_path / "absent", cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a directory" in flat(proc.stderr)
+    assert "Traceback" not in proc.stderr
+
+
+# --- regcli ls -------------------------------------------------------------------------
+
+
+def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorflow(trained, tmp_path):
+    out = tmp_path / "runs"
+    a, b = copy_run(trained.a, out), copy_run(trained.b, out)
+    corrupt = Path(shutil.copytree(a, out / "corrupt-20260101T000000Z-aaaaaa"))
+    text = (a / rundir.SUMMARY).read_text()
+    (corrupt / rundir.SUMMARY).write_text(text[: len(text) // 2])
+    stale = Path(shutil.copytree(b, out / "stale-20260102T000000Z-bbbbbb"))
+    _make_running(stale, dead_pid())
+    sweep = out / "l2-sweep-20260103T000000Z-cccccc"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("base: x.yaml\nparams: {model.l2: [0.0]}\n")
+    shutil.copytree(a, sweep / "trials" / "t0000")
+    (out / LEDGER).write_text("")  # files beside the runs are not runs
+
+    proc = regcli("ls", out, "--json", cwd=tmp_path, importtime=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "typer" in imported(proc.stderr) and not {"tensorflow", "keras"} & imported(proc.stderr)
+    listing = json.loads(proc.stdout)
+    entries = {e["name"]: e for e in listing}
+    assert set(entries) == {a.name, b.name, corrupt.name, stale.name, sweep.name}
+    started = [e["started"] for e in listing]
+    assert started == sorted(started) and list(entries).index(a.name) < list(entries).index(b.name)
+    for run in (a, b):
+        verdict = json.loads((run / rundir.DIAGNOSIS_JSON).read_text())["verdict"]
+        assert entries[run.name] | {"path": None} == {
+            "kind": "run", "name": run.name, "path": None, "state": "completed",
+            "started": json.loads((run / rundir.STATUS).read_text())["started"], "best_epoch": 2,
+            "monitor": "val_loss", "best_value": summary_of(run)["best_value"], "verdict": verdict,
+            "test_error": None, "problems": [],
+        }
+    assert entries[corrupt.name]["problems"] == ["summary.json truncated"]
+    assert entries[corrupt.name]["state"] == "completed" and entries[corrupt.name]["verdict"] == entries[a.name]["verdict"]
+    assert entries[stale.name]["state"] == "running (stale)"
+    assert entries[sweep.name]["kind"] == "sweep" and entries[sweep.name]["n_trials"] == 1
+    assert entries[sweep.name]["trial_states"] == {"completed": 1}
+
+    proc = regcli("ls", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in ("completed", "running (stale)", "summary.json truncated", "1 trial(s): 1 completed", "val_loss="):
+        assert text in proc.stdout, text
+
+    assert [e["name"] for e in list_runs(a)] == [a.name]  # a run directory lists itself
+    assert [e["name"] for e in list_runs(sweep)] == ["t0000"]  # a sweep directory lists its trials
+
+    proc = regcli("ls", cwd=tmp_path)  # default runs/ under the current directory
+    assert proc.returncode == 0 and a.name in proc.stdout
+    proc = regcli("ls", tmp_path / "absent", cwd=tmp_path)
+    assert proc.returncode == 2 and "does not exist" in flat(proc.stderr) and "Traceback" not in proc.stderr
