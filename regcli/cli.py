@@ -340,6 +340,12 @@ def sweep(
 
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        # Past a file-size limit (ulimit -f) the kernel kills the process by default; ignored,
+        # the write fails with EFBIG instead and regcli reports it and records state `failed`.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         app()
     except KeyboardInterrupt:

@@ -139,6 +139,8 @@ def _evaluate_once(run: Path, spec: Any, env: dict[str, Any], ds: Any) -> dict[s
     path = run / rundir.MODEL
     try:
         model = train.load_shipped_model(path)
+    except RunDirError:
+        raise
     except Exception as exc:  # Keras raises many types for a damaged archive
         raise RunDirError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}): it is corrupt. Retrain the run.") from None
     try:

@@ -252,8 +252,15 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
     except RegcliError as exc:
         rundir.write_status(run, "failed", str(exc))
         raise
+    except OSError as exc:  # disk full, file-size limit, directory removed while training
+        _try_status(run, "failed", f"could not write to the run directory: {exc}")
+        raise RunFailedError(
+            f"Training stopped in {run}: a file could not be written ({exc.strerror or exc}: disk full, "
+            f"a file-size limit or a removed directory?). The files there are complete up to the last epoch "
+            f"recorded; free space and run `regcli train --resume {run}`."
+        ) from None
     except Exception as exc:  # a backend error: record it, report it without a traceback
-        rundir.write_status(run, "failed", f"{type(exc).__name__}: {exc}")
+        _try_status(run, "failed", f"{type(exc).__name__}: {exc}")
         raise RunFailedError(f"Training failed in {run}: {type(exc).__name__}: {exc}") from None
 
     state = "diverged" if result.diverged else "completed"
@@ -266,7 +273,10 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
         raise Interrupted(f"Interrupted while writing results. {run}: state interrupted.") from None
     except OSError as exc:
         _try_status(run, "failed", f"could not write results: {exc}")
-        raise RunFailedError(f"Could not write the results of {run}: {exc.strerror or exc}.") from None
+        raise RunFailedError(
+            f"Could not write the results of {run}: {exc.strerror or exc} (disk full or a file-size limit?). "
+            f"Files already there are complete; none is half-written."
+        ) from None
     (run / rundir.CHECKPOINT).unlink(missing_ok=True)
     return outcome
 

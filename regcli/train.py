@@ -524,5 +524,8 @@ def save_model(model: keras.Model, path) -> None:
 
 
 def load_shipped_model(path) -> keras.Model:
-    """Loads a run's shipped model with `safe_mode=True` (no Lambda or arbitrary code)."""
+    """Loads a run's shipped model: regcli's own layers only, then `safe_mode=True`."""
+    from regcli.modelfile import check_model_file
+
+    check_model_file(path)
     return keras.saving.load_model(path, safe_mode=True, compile=True)
