@@ -169,6 +169,69 @@ def run_experiment(
     return _train_into(run, spec, ds, train, env, smoke, None, on_start, on_epoch)
 
 
+def run_packed(
+    specs: list[Any],
+    run_dirs: list[Path],
+    *,
+    smoke: bool = False,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> list[RunOutcome]:
+    """Trains compatible specs as one packed model; each becomes a normal run directory.
+
+    The run directories are indistinguishable in layout from unpacked runs; their
+    summary.json and environment.json say `packed: {size, index}`. A failure marks every
+    directory of the pack `failed` (a sweep then retries those trials unpacked).
+    """
+    from regcli import packed
+    from regcli.spec import dump_spec_yaml, spec_to_dict
+
+    specs = [effective_spec(s, smoke=smoke) for s in specs]
+    keys = {packed.pack_key(spec_to_dict(s)) for s in specs}
+    if None in keys or len(keys) != 1:
+        raise BadInputError("run_packed needs specs that differ only in model, diagnosis, name and early stopping.")
+    ds, train = _prepare(specs[0], smoke)
+    runs = [rundir.claim_run_dir(Path(d)) for d in run_dirs]
+    env = environment_info(specs[0].device)
+    env["smoke"] = smoke
+    for k, (run, spec) in enumerate(zip(runs, specs, strict=True)):
+        rundir.atomic_write_text(run / rundir.CONFIG, dump_spec_yaml(spec))
+        rundir.write_status(run, "running")
+        rundir.atomic_write_json(run / rundir.ENVIRONMENT, {**env, "packed": {"size": len(specs), "index": k}})
+    tower_rows: list[list[dict]] = [[] for _ in specs]
+
+    def record(index: int, row: dict) -> None:
+        tower_rows[index].append(row)
+        rows = tower_rows[index]
+        rundir.write_csv(runs[index] / rundir.HISTORY, rows, history_columns(rows), durable=False)
+        if on_epoch is not None:
+            on_epoch(index, row)
+
+    started = time.perf_counter()
+    try:
+        results = packed.train_packed(specs, ds, on_epoch=record)
+    except KeyboardInterrupt:
+        for run in runs:
+            _try_status(run, "interrupted", "interrupted by the user (Ctrl-C)")
+        raise Interrupted(f"Interrupted. The {len(runs)} packed runs are consistent: state interrupted.") from None
+    except Exception as exc:  # noqa: BLE001 - recorded in every tower's status, reported once
+        for run in runs:
+            _try_status(run, "failed", f"packed training failed: {type(exc).__name__}: {exc}")
+        if isinstance(exc, RegcliError):
+            raise
+        raise RunFailedError(f"Packed training of {len(runs)} runs failed: {type(exc).__name__}: {exc}") from None
+    seconds = (time.perf_counter() - started) / len(specs)
+    outcomes = []
+    for run, spec, result in zip(runs, specs, results, strict=True):
+        state = "diverged" if result.diverged else "completed"
+        tower_env = {**env, "packed": {"size": len(specs), "index": len(outcomes)}}
+        try:
+            outcomes.append(_write_results(run, spec, ds, result, state, tower_env, seconds, smoke))
+        except OSError as exc:
+            _try_status(run, "failed", f"could not write results: {exc}")
+            raise RunFailedError(f"Could not write the results of {run}: {exc.strerror or exc}.") from None
+    return outcomes
+
+
 def resume_run(
     run_dir: Path,
     *,

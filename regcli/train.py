@@ -151,6 +151,8 @@ class EpochBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        if isinstance(self.y, dict):  # packed towers: one target array per output
+            return self.x[idx], {k: v[idx] for k, v in self.y.items()}
         return self.x[idx], self.y[idx]
 
     def on_epoch_end(self):
@@ -413,9 +415,7 @@ def train(
     )
 
     y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
-    rng = np.random.default_rng(spec.seed)
-    n_clean = min(CLEAN_SUBSET_ROWS, len(ds.x_train))
-    clean_idx = np.sort(rng.choice(len(ds.x_train), size=n_clean, replace=False))
+    clean_idx = clean_subset(ds, spec.seed)
     feeder = _Feeder(spec.seed)
 
     first_epoch = 0
@@ -426,22 +426,8 @@ def train(
         recorder.rows = [dict(r) for r in resume.rows[:first_epoch]]
     nan_guard = keras.callbacks.TerminateOnNaN()
     callbacks: list[keras.callbacks.Callback] = [recorder, nan_guard]
-    es_spec = training.early_stopping
-    early = None
-    if es_spec.enabled:
-        # A new callback per run: a reused one carried `best` between fits in some Keras versions.
-        early = ResumableEarlyStopping(
-            monitor=es_spec.monitor,
-            min_delta=es_spec.min_delta,
-            patience=es_spec.patience,
-            # Keras's "auto" cannot tell the direction of `val_data_loss`: resolve it here.
-            mode=resolve_mode(es_spec.mode, es_spec.monitor),
-            baseline=es_spec.baseline,
-            restore_best_weights=es_spec.restore_best_weights,
-            start_from_epoch=es_spec.start_from_epoch,
-            resume=None if resume is None else resume.early,
-            resume_best_weights=None if resume is None else resume.best_weights,
-        )
+    early = make_early_stopping(training.early_stopping, resume)
+    if early is not None:
         callbacks.append(early)
     if checkpoint_path is not None:
         callbacks.append(Checkpointer(checkpoint_path, recorder, early))
@@ -460,7 +446,41 @@ def train(
     )
     fit_seconds = time.perf_counter() - started
 
-    rows = recorder.rows
+    return finish(model, recorder.rows, early, training, ds, feeder, head, fit_seconds,
+                  {"frozen_layers": frozen, "steps_per_execution": spe})
+
+
+def make_early_stopping(es_spec: Any, resume: Checkpoint | None = None) -> ResumableEarlyStopping | None:
+    """A new EarlyStopping per run (a reused one carried `best` between fits in some Keras versions)."""
+    if not es_spec.enabled:
+        return None
+    return ResumableEarlyStopping(
+        monitor=es_spec.monitor,
+        min_delta=es_spec.min_delta,
+        patience=es_spec.patience,
+        # Keras's "auto" cannot tell the direction of `val_data_loss`: resolve it here.
+        mode=resolve_mode(es_spec.mode, es_spec.monitor),
+        baseline=es_spec.baseline,
+        restore_best_weights=es_spec.restore_best_weights,
+        start_from_epoch=es_spec.start_from_epoch,
+        resume=None if resume is None else resume.early,
+        resume_best_weights=None if resume is None else resume.best_weights,
+    )
+
+
+def clean_subset(ds: Any, seed: int) -> np.ndarray:
+    """The fixed training rows evaluated in inference mode every epoch (sorted indices)."""
+    rng = np.random.default_rng(seed)
+    n_clean = min(CLEAN_SUBSET_ROWS, len(ds.x_train))
+    return np.sort(rng.choice(len(ds.x_train), size=n_clean, replace=False))
+
+
+def finish(model, rows, early, training, ds, feeder, head, fit_seconds, extra) -> TrainResult:
+    """The shipped epoch and why, inference-mode metrics of the shipped weights, the summary.
+
+    `model` must already hold the shipped weights (EarlyStopping's end-of-training restore).
+    """
+    es_spec = training.early_stopping
     epochs_run = len(rows)
     diverged = any(not math.isfinite(r.get("loss", math.nan)) for r in rows) or epochs_run == 0
     restored = bool(early is not None and es_spec.restore_best_weights and early.best_weights is not None)
@@ -472,6 +492,7 @@ def train(
     monitor = es_spec.monitor
     best_value = rows[best_epoch - 1].get(monitor) if 0 < best_epoch <= epochs_run else None
 
+    y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
     train_feed = feeder.eval(ds.x_train, y_train)
     val_feed = feeder.eval(ds.x_val, y_val)
     metrics = {"train": _evaluate(model, train_feed, head.metric_name), "val": _evaluate(model, val_feed, head.metric_name)}
@@ -494,10 +515,9 @@ def train(
         if math.isfinite(train_loss)
         else None,
         "weight_stats": weight_stats(model),
-        "frozen_layers": frozen,
         "n_params": int(model.count_params()),
-        "steps_per_execution": spe,
         "fit_seconds": fit_seconds,
+        **extra,
     }
     return TrainResult(model=model, history=rows, summary=summary, diverged=diverged)
 
