@@ -40,6 +40,7 @@ from regcli.train import (
     TrainResult,
     _Feeder,
     _targets,
+    clean_metrics,
     clean_subset,
     finish,
     make_early_stopping,
@@ -83,7 +84,7 @@ class _Tower:
 class PackedRecorder(keras.callbacks.Callback):
     """Splits the fused model's logs into per-tower history rows and drives per-tower stopping."""
 
-    def __init__(self, towers: list[_Tower], clean_feed: dict, on_epoch: Callable[[int, dict], None] | None):
+    def __init__(self, towers: list[_Tower], clean_feed: tuple, on_epoch: Callable[[int, dict], None] | None):
         super().__init__()
         self.towers, self.clean_feed, self.on_epoch = towers, clean_feed, on_epoch
         self._t0 = 0.0
@@ -99,7 +100,7 @@ class PackedRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._t0
         logs = logs or {}
-        clean = self.model.evaluate(**self.clean_feed, verbose=0, return_dict=True)
+        clean = clean_metrics(self.model, self.clean_feed)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         for tower in self.towers:
             if tower.done:
@@ -179,7 +180,7 @@ def train_packed(
 
     feeder = _Feeder(first.seed)
     clean_idx = clean_subset(ds, first.seed)
-    recorder = PackedRecorder(towers, feeder.eval(ds.x_train[clean_idx], per_tower(y_train[clean_idx])), on_epoch)
+    recorder = PackedRecorder(towers, feeder.clean_batch(ds.x_train[clean_idx], per_tower(y_train[clean_idx])), on_epoch)
     started = time.perf_counter()
     fused.fit(
         **feeder.train(ds.x_train, per_tower(y_train), training.batch_size),

@@ -100,7 +100,7 @@ def test_killed_or_interrupted_run_resumes_to_the_same_result(tmp_path, referenc
     assert not (run / "checkpoint.npz").exists()
     same_run(ref, run)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["resumed_from_epoch"] >= 2  # the checkpoint follows history.csv within the same epoch
+    assert summary["resumed_from_epoch"] >= 1  # checkpoints are written at most every 2 s
     assert not list(run.glob(".*.tmp*"))
 
 
