@@ -33,14 +33,15 @@ from regcli.model import (
 from regcli.replay import resolve_mode
 
 # Clean (inference-mode) training metrics are computed every epoch on a fixed training
-# subset: up to 2048 rows keeps the per-epoch overhead to one small evaluate call.
+# subset: up to 2048 rows keeps the per-epoch overhead to one `test_on_batch` call.
 CLEAN_SUBSET_ROWS = 2048
 # Evaluation batches are large: inference results do not depend on the batch size
 # (BN uses moving statistics, dropout is off), and fewer steps mean less overhead.
 EVAL_BATCH_SIZE = 1024
-# Several steps per graph execution on TensorFlow: measured here about 2x per epoch for
-# batch 32 on a 256/128 MLP, with bit-identical results (the same steps in the same order).
-MAX_STEPS_PER_EXECUTION = 16
+# Several steps per graph execution: measured here about 2x per epoch for batch 32 on a
+# 256/128 MLP, with bit-identical results (the same steps in the same order). The count
+# used divides the steps per epoch (see `steps_per_execution`).
+MAX_STEPS_PER_EXECUTION = 32
 # Resume checkpoints are written at most this often (and at the last epoch).
 CHECKPOINT_SECONDS = 2.0
 
