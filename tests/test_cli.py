@@ -149,6 +149,23 @@ def test_train_smoke_prints_only_the_summary_to_a_pipe_and_diagnose_reads_it_bac
     proc = regcli("diagnose", run, "--fail-on", "nonsense")
     assert proc.returncode == 2 and "--fail-on" in proc.stderr
 
+    proc = regcli("diagnose", run, "--json", "--replay", "patience=0,min_delta=0.5")
+    assert proc.returncode == 0, proc.stderr
+    replay = json.loads(proc.stdout)["replay"]
+    assert replay["settings"]["patience"] == 0 and replay["settings"]["min_delta"] == 0.5
+    assert replay["replay"]["epochs_run"] <= summary["epochs_run"]
+    proc = regcli("diagnose", run, "--replay", "patience=-1")
+    assert proc.returncode == 2 and "patience" in proc.stderr and "Traceback" not in proc.stderr
+
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    proc = regcli("diagnose", run)
+    assert proc.returncode == 2 and "still running" in proc.stderr
+    (run / "summary.json").unlink()
+    (run / "status.json").write_text(json.dumps(status))
+    proc = regcli("diagnose", run)
+    assert proc.returncode == 2 and "summary.json" in proc.stderr and "Traceback" not in proc.stderr
+
 
 def test_diagnose_on_a_corrupt_run_dir_exits_2(tmp_path):
     run = tmp_path / "run"
