@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The extras the tests need: dev (pytest, hypothesis, ruff) and jax (the second backend CI tests).
-EXTRAS ?= dev,jax
+# The extras the tests need: dev (pytest, hypothesis, ruff), jax (the second backend CI tests)
+# and ray (the Ray executor's tests start a real local Ray cluster).
+EXTRAS ?= dev,jax,ray
 
 .PHONY: install run test test-fast lint bench clean
 

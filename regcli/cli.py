@@ -44,7 +44,10 @@ def _errors():
     try:
         yield
     except RegcliError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        from rich.markup import escape
+
+        # escape: messages hold brackets ("pip install 'regcli[ray]'") that are not markup.
+        _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         _stderr().print("interrupted")
@@ -170,15 +173,23 @@ def _progress(quiet: bool):
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="An experiment spec (YAML).")],
+    config: Annotated[Path, typer.Argument(help="An experiment or sweep spec (YAML).")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key by dotted path (value parsed as YAML).")] = None,
 ) -> None:
-    """Check a spec and print it with every default filled in."""
-    from regcli.spec import dump_spec_yaml, load_experiment_spec
+    """Check a spec (train or sweep) and print it with every default filled in."""
+    from regcli.spec import dump_spec_yaml, is_sweep_spec, load_experiment_spec, load_yaml_file
 
     with _errors():
-        spec = load_experiment_spec(config, list(set_ or []))
-    typer.echo(dump_spec_yaml(spec), nl=False)
+        if is_sweep_spec(load_yaml_file(config)):
+            from regcli.errors import BadInputError
+            from regcli.sweep import dump_sweep_yaml, load_sweep
+
+            if set_:
+                raise BadInputError("--set applies to experiment specs; edit the sweep file (or its base spec) instead.")
+            text = dump_sweep_yaml(load_sweep(config))
+        else:
+            text = dump_spec_yaml(load_experiment_spec(config, list(set_ or [])))
+    typer.echo(text, nl=False)
 
 
 @app.command()
@@ -299,7 +310,11 @@ def sweep(
     config: Annotated[
         Path | None, typer.Argument(help="The sweep spec (YAML). Optional with --resume, which uses the stored sweep.yaml.")
     ] = None,
-    jobs: Annotated[int, typer.Option(help="Trials trained at once (local worker processes sharing the cores).")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Trials trained at once: local worker processes sharing the cores (default 1); with "
+        "--executor ray, at most this many in flight (default: as many as the cluster's CPUs take)."),
+    ] = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address HOST:PORT for --executor ray. Defaults to a local Ray.")
@@ -329,12 +344,15 @@ def sweep(
         with sweep_progress(_stderr(), quiet=quiet) as progress:
             result = run_sweep(plan, progress=progress, on_note=warn)
     console = _stdout()
+    if not console.is_terminal:
+        console.width = 160  # a file or pipe: the leaderboard's columns are not cut to 80
     console.print(str(result.sweep_dir), highlight=False)
     console.print(leaderboard_table(result))
     for note in result.notes:
         _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     if result.failed or result.report["best"] is None:
-        _stderr().print(f"[bold red]error:[/] {len(result.failed)} trial(s) failed; see {result.sweep_dir / 'results.csv'}.")
+        what = f"{len(result.failed)} trial(s) did not finish" if result.failed else "no trial completed"
+        _stderr().print(f"[bold red]error:[/] {what}; see {result.sweep_dir / 'results.csv'}.", highlight=False)
         raise typer.Exit(code=1)
 
 

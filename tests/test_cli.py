@@ -222,3 +222,11 @@ def test_ctrl_c_leaves_a_consistent_interrupted_run_and_exits_130(tmp_path):
     assert status["state"] == "interrupted" and status["ended"]
     lines = history.read_text().splitlines()
     assert lines[0].startswith("epoch,") and all(len(x.split(",")) == len(lines[0].split(",")) for x in lines)
+
+
+def test_validate_accepts_a_sweep_spec_without_importing_tensorflow():
+    proc, names = imported_modules("validate", str(ROOT / "configs" / "sweep_l2_dropout.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resolved = yaml.safe_load(proc.stdout)
+    assert "model.l2" in resolved["params"] and resolved["base"]["data"]["source"]
+    assert not {"tensorflow", "keras", "jax", "ray"} & names

@@ -1,0 +1,308 @@
+"""Where trials run: local worker processes, or Ray tasks on a cluster.
+
+Both executors take the same tasks (see `regcli.sweep.worker.run_trial`) and report each
+trial's small result dict through `on_done`; the trial's files are written by the worker
+straight into the sweep directory, so resume, aggregation and `diagnose` never know which
+executor ran a trial.
+
+- `LocalExecutor`: `jobs` spawned worker processes, each with `cores // jobs` TensorFlow
+  threads, each recycled after `TRIALS_PER_WORKER` trials (TensorFlow keeps a few MB per
+  model built in a process even after `clear_session()`). A worker that dies (killed, out
+  of memory, segfault) fails only its own trial: the sweep replaces the worker and goes on.
+- `RayExecutor`: one Ray core task per trial (`num_cpus` per trial), on the cluster at
+  `address` or on a local Ray started for the sweep and shut down after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from regcli.errors import BadInputError, RunFailedError
+from regcli.sweep.worker import configure_threads, run_trial, threads_per_worker
+
+# TensorFlow keeps ~4 MB per model built in a process even after clear_session(): a worker
+# trains at most this many trials (a leak of ~32 MB) before a fresh one replaces it, which
+# also amortizes the ~5 s TensorFlow import over several trials.
+TRIALS_PER_WORKER = 8
+# After Ctrl-C, how long running trials get to record `interrupted` themselves before
+# their workers are stopped (the sweep then marks them interrupted).
+INTERRUPT_GRACE_S = 20.0
+EXECUTORS = ("local", "ray")
+
+OnStart = Callable[[dict[str, Any]], None]
+OnDone = Callable[[dict[str, Any]], None]
+
+
+def died(task: dict[str, Any], why: str) -> dict[str, Any]:
+    """The result of a trial whose worker vanished without reporting."""
+    return {"trial": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+
+
+# --------------------------------------------------------------------------------------
+# Local worker processes
+# --------------------------------------------------------------------------------------
+def _watch_parent(parent: int) -> None:
+    """Ends this worker when the sweep process is gone (killed): no orphan keeps training."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_main(conn: Connection, threads: int, max_trials: int, parent: int) -> None:
+    """A spawned worker: takes trials from `conn` one at a time, at most `max_trials`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it
+    os.dup2(2, 1)  # whatever a library prints goes to stderr: stdout is the sweep's summary
+    configure_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    for _ in range(max_trials):
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            result = run_trial(task)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        conn.send(result)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    task: dict[str, Any] | None = None
+    trials: int = 0
+
+
+class LocalExecutor:
+    """Runs trials in `jobs` spawned worker processes on this machine.
+
+    Args:
+        jobs: trials trained at once. Defaults to `1`.
+        threads: TensorFlow intra-op threads per worker. Defaults to `None`: cores // jobs.
+        trials_per_worker: trials before a worker is replaced. Defaults to `TRIALS_PER_WORKER`.
+    """
+
+    def __init__(self, jobs: int = 1, threads: int | None = None, trials_per_worker: int = TRIALS_PER_WORKER):
+        self.jobs = max(1, jobs)
+        self.threads = threads or threads_per_worker(self.jobs)
+        self.trials_per_worker = trials_per_worker
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+
+    def describe(self) -> str:
+        return f"local, {self.jobs} worker(s) x {self.threads} thread(s)"
+
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(child_conn, self.threads, self.trials_per_worker, os.getpid()),
+            name="regcli-sweep-worker",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        worker = _Worker(process, parent_conn)
+        self._workers.append(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        self._workers.remove(worker)
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(timeout=5)
+
+    def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
+        """Runs every task; returns when all are done. Ctrl-C: see `_interrupt`, then re-raised."""
+        queue = deque(tasks)
+        try:
+            while queue or any(w.task for w in self._workers):
+                self._dispatch(queue, on_start)
+                self._collect(on_done, timeout=1.0)
+        except KeyboardInterrupt:
+            queue.clear()
+            self._interrupt(on_done)
+            raise
+        finally:
+            self._shutdown()
+
+    def _dispatch(self, queue: deque, on_start: OnStart) -> None:
+        busy = sum(1 for w in self._workers if w.task is not None)
+        while queue and busy < self.jobs:
+            idle = [w for w in self._workers if w.task is None]
+            worker = idle[0] if idle else self._spawn()
+            try:
+                worker.conn.send(queue[0])
+            except OSError as exc:
+                self._retire(worker)
+                if not idle:
+                    raise RunFailedError(f"Could not start a sweep worker process: {exc}.") from None
+                continue  # an idle worker had died (e.g. the OOM killer): a fresh one replaces it
+            worker.task = queue.popleft()
+            busy += 1
+            on_start(worker.task)
+
+    def _collect(self, on_done: OnDone, timeout: float) -> None:
+        by_handle: dict[Any, _Worker] = {}
+        for worker in self._workers:
+            by_handle[worker.conn] = worker
+            by_handle[worker.process.sentinel] = worker
+        for handle in wait(list(by_handle), timeout=timeout):
+            worker = by_handle[handle]
+            if worker not in self._workers:
+                continue
+            result = None
+            if worker.task is not None:
+                try:
+                    if worker.conn.poll():
+                        result = worker.conn.recv()
+                except (EOFError, OSError):
+                    result = None
+                if result is None and not worker.process.is_alive():
+                    worker.process.join(timeout=1)
+                    result = died(worker.task, f"the worker process died (exit code {worker.process.exitcode}) while training this trial")
+                if result is None:
+                    continue
+                worker.task = None
+                worker.trials += 1
+                on_done(result)
+            if worker.trials >= self.trials_per_worker or not worker.process.is_alive():
+                self._retire(worker)
+
+    def _interrupt(self, on_done: OnDone) -> None:
+        """Ctrl-C: running trials record `interrupted` themselves (the terminal's SIGINT reaches the
+        workers too; a worker that did not get it is sent one), then the workers are stopped."""
+        started = time.monotonic()
+        nudged = False
+        try:
+            while any(w.task for w in self._workers) and time.monotonic() < started + INTERRUPT_GRACE_S:
+                if not nudged and time.monotonic() > started + 2.0:
+                    for worker in self._workers:
+                        if worker.task is not None and worker.process.pid:
+                            with contextlib.suppress(OSError):
+                                os.kill(worker.process.pid, signal.SIGINT)
+                    nudged = True
+                self._collect(on_done, timeout=0.5)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop now
+
+    def _shutdown(self) -> None:
+        for worker in list(self._workers):
+            if worker.task is None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+        for worker in list(self._workers):
+            if worker.task is not None and worker.process.is_alive():
+                worker.process.terminate()
+            self._retire(worker)
+
+
+# --------------------------------------------------------------------------------------
+# Ray
+# --------------------------------------------------------------------------------------
+def require_ray() -> None:
+    """A clear exit-code-2 error when Ray is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise BadInputError(
+            "--executor ray needs Ray, which is not installed in this environment. "
+            "Install it with: pip install 'regcli[ray]'  (or use --executor local)."
+        )
+
+
+def ray_trial(task: dict[str, Any]) -> dict[str, Any]:
+    """A Ray task: TensorFlow threads from the CPUs Ray assigned, then the trial as usual.
+
+    Ray sets OMP_NUM_THREADS for its workers, which TensorFlow's thread pools ignore.
+    """
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    configure_threads(max(1, int(cpus)))
+    return run_trial(task)
+
+
+class RayExecutor:
+    """Runs each trial as a Ray core task.
+
+    Args:
+        address: a Ray cluster `HOST:PORT`. Defaults to `None`: a local Ray for this sweep
+            (or the cluster `RAY_ADDRESS` names).
+        cpus_per_trial: CPUs each trial asks Ray for (and TensorFlow threads it uses). Defaults to `1`.
+        max_in_flight: trials submitted at once. Defaults to `None`: all of them (Ray queues them).
+    """
+
+    def __init__(self, address: str | None = None, cpus_per_trial: int = 1, max_in_flight: int | None = None):
+        require_ray()
+        self.address = address
+        self.cpus_per_trial = max(1, cpus_per_trial)
+        self.max_in_flight = max_in_flight
+
+    def describe(self) -> str:
+        where = f"Ray cluster {self.address}" if self.address else "a local Ray"
+        return f"{where}, {self.cpus_per_trial} CPU(s) per trial"
+
+    def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
+        import logging
+
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise BadInputError(
+                    f"--address {self.address}: cannot connect to a Ray cluster there ({type(exc).__name__}: {exc}). "
+                    f"Start one with `ray start --head` and pass the address it prints, or omit --address for a local Ray."
+                ) from None
+        remote = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER, max_retries=0)(ray_trial)
+        queue = deque(tasks)
+        in_flight: dict[Any, dict[str, Any]] = {}
+        limit = self.max_in_flight or len(tasks) or 1
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    task = queue.popleft()
+                    in_flight[remote.remote(task)] = task
+                    on_start(task)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    task = in_flight.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        result = died(task, f"the Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    on_done(result)
+        except KeyboardInterrupt:
+            for ref in in_flight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()

@@ -1,0 +1,268 @@
+"""A sweep end to end: validate -> sweep directory -> trials (local or Ray) -> aggregate -> final test.
+
+`prepare_sweep` checks everything that can be wrong with the input (spec, options, the
+directory to resume) and creates nothing; `run_sweep` creates or locks the sweep
+directory, runs the trials that are not finished, and aggregates. Ctrl-C leaves the
+directory consistent (every trial's status.json is the truth, results.csv is written) and
+raises `Interrupted` (exit code 130).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regcli import rundir
+from regcli.errors import BadInputError, RunDirError
+from regcli.runner import Interrupted
+from regcli.spec import spec_to_dict
+from regcli.sweep import store
+from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
+from regcli.sweep.report import TrialProgress
+from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
+from regcli.sweep.worker import threads_per_worker
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep and how to run it; nothing has been created yet."""
+
+    sweep: Sweep
+    executor: str = "local"
+    jobs: int | None = None
+    address: str | None = None
+    out: Path = Path("runs")
+    resume: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    """What `run_sweep` did: the directory, the report of `aggregate` and the trials' states."""
+
+    sweep_dir: Path
+    sweep: Sweep
+    report: dict[str, Any]
+    ran: list[str]
+    states: dict[str, str]
+
+    @property
+    def failed(self) -> list[str]:
+        """Trials that did not finish (failed, or never ran): `--resume` re-runs them."""
+        return [t for t, s in self.states.items() if s not in store.FINAL_STATES]
+
+    @property
+    def notes(self) -> list[str]:
+        return self.report["notes"]
+
+
+def prepare_sweep(
+    config: Path | None,
+    *,
+    resume: Path | None = None,
+    out: Path | None = None,
+    smoke: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    jobs: int | None = None,
+) -> SweepPlan:
+    """Validates the sweep spec (or the directory to resume) and the options; creates nothing.
+
+    Raises:
+        SpecError / BadInputError (exit code 2): a bad spec, option or sweep directory, or
+            `--resume` with a spec that differs from the stored sweep.yaml.
+    """
+    _check_options(executor, address, jobs)
+    if resume is None:
+        if config is None:
+            raise BadInputError("regcli sweep needs a sweep spec (SWEEP.yaml), or --resume SWEEP_DIR to continue one.")
+        sweep = load_sweep(config, smoke=smoke)
+        out = Path(out) if out is not None else Path("runs")
+        rundir.check_run_name(sweep.name, "name")
+        return SweepPlan(sweep, executor, jobs, address, out, None, list(sweep.warnings))
+    if out is not None:
+        raise BadInputError(f"--out does not apply with --resume: the trials are written into {resume}. Remove --out.")
+    sweep_dir = store.require_sweep_dir(Path(resume))
+    manifest = store.read_manifest(sweep_dir)
+    stored_smoke = bool(manifest.get("smoke"))
+    if smoke and not stored_smoke:
+        raise BadInputError(
+            f"--resume {sweep_dir}: this sweep was started without --smoke; resume it without --smoke "
+            f"(a smoke run of it is a new sweep)."
+        )
+    sweep = load_sweep(sweep_dir / store.SWEEP_SPEC, smoke=stored_smoke)
+    if config is not None:
+        given = load_sweep(config, smoke=stored_smoke)
+        # The name only named the directory, which exists: every other key must match.
+        diffs = [d for d in spec_differences(sweep.resolved, given.resolved) if d != "name"]
+        if diffs:
+            shown = ", ".join(diffs[:6]) + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+            raise BadInputError(
+                f"--resume {sweep_dir}: {config} is not the sweep stored there (they differ in {shown}). The stored "
+                f"{store.SWEEP_SPEC} is authoritative: resume with `regcli sweep --resume {sweep_dir}` alone, or "
+                f"start a new sweep with `regcli sweep {config}`."
+            )
+    expected = [t.get("id") for t in manifest.get("trials", [])]
+    if expected != [t.id for t in sweep.trials]:
+        raise RunDirError(
+            f"--resume {sweep_dir}: {store.MANIFEST} lists other trials than {store.SWEEP_SPEC} expands to "
+            f"(was it written by another regcli version, or edited?). Start a new sweep from {store.SWEEP_SPEC}."
+        )
+    return SweepPlan(sweep, executor, jobs, address, sweep_dir.parent, sweep_dir, list(sweep.warnings))
+
+
+def _check_options(executor: str, address: str | None, jobs: int | None) -> None:
+    if executor not in EXECUTORS:
+        raise BadInputError(f"--executor must be one of {', '.join(EXECUTORS)}. Received: {executor!r}.")
+    if jobs is not None and jobs < 1:
+        raise BadInputError(f"--jobs must be an integer >= 1. Received: {jobs}. Use 1 to train one trial at a time.")
+    if address is not None and executor != "ray":
+        raise BadInputError("--address applies only to --executor ray (the address of a Ray cluster, HOST:PORT).")
+    if executor == "ray":
+        require_ray()
+
+
+def _executor(plan: SweepPlan, n_trials: int):
+    if plan.executor == "ray":
+        # One CPU (and TensorFlow thread) per trial: Ray packs as many trials as the cluster has CPUs.
+        return RayExecutor(plan.address, cpus_per_trial=1, max_in_flight=plan.jobs)
+    jobs = min(plan.jobs or 1, max(1, n_trials))  # no idle workers holding a share of the cores
+    return LocalExecutor(jobs, threads_per_worker(jobs))
+
+
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    progress: TrialProgress | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Runs the trials of `plan` that are not finished, then aggregates (and final-tests the winner).
+
+    Raises:
+        BadInputError: the sweep directory is locked by a live sweep.
+        Interrupted: Ctrl-C (exit code 130); the sweep directory is consistent.
+    """
+    from regcli.sweep.aggregate import aggregate
+
+    sweep = plan.sweep
+    sweep_dir = _open_sweep_dir(plan)
+    with store.sweep_lock(sweep_dir, on_note):
+        todo = [t for t in sweep.trials if store.trial_state(sweep_dir, t.id) not in store.FINAL_STATES]
+        executor = _executor(plan, len(todo))
+        _record_execution(sweep_dir, plan, executor, todo)
+        _run_trials(sweep_dir, sweep, todo, executor, progress or TrialProgress())
+        report = aggregate(sweep_dir, sweep)
+        if sweep.resolved["final_test"] and report["best"] is not None:
+            _final_test(sweep_dir, report)
+    states = {t.id: store.trial_state(sweep_dir, t.id) for t in sweep.trials}
+    return SweepResult(sweep_dir, sweep, report, [t.id for t in todo], states)
+
+
+def _open_sweep_dir(plan: SweepPlan) -> Path:
+    """A new sweep directory (sweep.yaml, sweep.json, trials/), or the one to resume."""
+    if plan.resume is not None:
+        return Path(plan.resume).absolute()
+    sweep_dir = rundir.new_run_dir(plan.out, plan.sweep.name).absolute()
+    (sweep_dir / store.TRIALS).mkdir()
+    rundir.atomic_write_text(sweep_dir / store.SWEEP_SPEC, dump_sweep_yaml(plan.sweep))
+    store.write_manifest(sweep_dir, store.new_manifest(plan.sweep))
+    return sweep_dir
+
+
+def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, executor: Any, progress: TrialProgress) -> None:
+    """Runs `todo` from cleared directories; on Ctrl-C leaves every status.json true, then raises Interrupted."""
+    from regcli.sweep.aggregate import write_results
+
+    for trial in todo:
+        store.clear_trial(sweep_dir, trial.id)
+    tasks = [
+        {
+            "trial": t.id,
+            "spec": spec_to_dict(sweep.specs[t.id]),
+            "run_dir": str(store.trial_dir(sweep_dir, t.id)),
+            "smoke": sweep.smoke,
+        }
+        for t in todo
+    ]
+
+    def done(result: dict[str, Any]) -> None:
+        trial = result["trial"]
+        if result["state"] in ("failed", "interrupted") and store.trial_state(sweep_dir, trial) in ("pending", "running"):
+            # the worker vanished before it could write status.json: the sweep writes it
+            run = store.trial_dir(sweep_dir, trial)
+            run.mkdir(parents=True, exist_ok=True)
+            rundir.write_status(run, result["state"], result["error"])
+        progress.finished(result)
+
+    progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), executor.describe())
+    try:
+        executor.run(tasks, on_start=lambda task: progress.started(task["trial"]), on_done=done)
+    except KeyboardInterrupt:
+        _settle(sweep_dir, todo, "interrupted", "interrupted by the user (Ctrl-C)")
+        write_results(sweep_dir, sweep)
+        final = sum(store.trial_state(sweep_dir, t.id) in store.FINAL_STATES for t in sweep.trials)
+        raise Interrupted(
+            f"Interrupted. {sweep_dir} is consistent: {final} of {len(sweep.trials)} trial(s) finished, the "
+            f"others are interrupted or not started. Continue with: regcli sweep --resume {sweep_dir}"
+        ) from None
+    _settle(sweep_dir, todo, "failed", "the trial's worker ended without finishing it")
+
+
+def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list) -> None:
+    """Appends this execution (who, where, which trials) to the manifest's `executions`."""
+    manifest = store.read_manifest(sweep_dir)
+    manifest.setdefault("executions", []).append(
+        {
+            "started": rundir.utc_now(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "executor": executor.describe(),
+            "resume": plan.resume is not None,
+            "trials": [t.id for t in todo],
+            "command_line": sys.argv,
+        }
+    )
+    store.write_manifest(sweep_dir, manifest)
+
+
+def _settle(sweep_dir: Path, trials: list, state: str, error: str) -> int:
+    """Trials whose status.json still says `running` (their worker is gone) get `state`."""
+    settled = 0
+    for trial in trials:
+        if store.trial_state(sweep_dir, trial.id) == "running":
+            rundir.write_status(store.trial_dir(sweep_dir, trial.id), state, error)
+            settled += 1
+    return settled
+
+
+def _final_test(sweep_dir: Path, report: dict[str, Any]) -> None:
+    """The winner's one look at the test split, through `regcli test`'s own code path (ledger included).
+
+    A resumed sweep whose winner was already tested reuses that result instead of looking again.
+    """
+    from regcli.evaluate import consultation_warning, final_test
+
+    best = report["best"]
+    run = sweep_dir / best["shipped_run"]
+    summary = rundir.read_json(run / rundir.SUMMARY, "the winner's summary")
+    tested = (summary.get("metrics") or {}).get("test")
+    if tested is not None:
+        best["final_test"] = {"run": best["shipped_run"], "metrics": tested, "reused": True}
+    else:
+        result = final_test(run)
+        best["final_test"] = {
+            "run": best["shipped_run"],
+            "metrics": result["metrics"],
+            "n_test": result["n_test"],
+            "ledger": result["ledger"],
+            "consulted_before": result["consulted_before"],
+        }
+        warning = consultation_warning(result)
+        if warning:
+            best["notes"].append(warning)
+    rundir.atomic_write_json(sweep_dir / store.BEST, best)
