@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from regcli.errors import RegcliError
+from regcli.rundir import cell
 
 app = typer.Typer(
     name="regcli",
@@ -63,12 +64,6 @@ def _overrides(sets: list[str] | None, seed: int | None, backend: str | None) ->
     return overrides
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def _summary_table(outcome):
     from rich.table import Table
 
@@ -79,7 +74,7 @@ def _summary_table(outcome):
     table.add_column("validation", justify="right")
     for key in ("loss", "data_loss", "accuracy", "mae", "error"):
         if key in s["metrics"]["train"]:
-            table.add_row(key, _fmt(s["metrics"]["train"].get(key)), _fmt(s["metrics"]["val"].get(key)))
+            table.add_row(key, cell(s["metrics"]["train"].get(key)), cell(s["metrics"]["val"].get(key)))
     table.caption = (
         f"shipped epoch {s['best_epoch']} of {s['epochs_run']} "
         f"({'stopped early' if s['stopped_early'] else 'ran all epochs'}"
@@ -259,7 +254,7 @@ def _test_table(result: dict):
     val = result.get("val_metrics") or {}
     for key in ("loss", "data_loss", "accuracy", "mae", "error"):
         if key in result["metrics"]:
-            table.add_row(key, _fmt(val.get(key)), _fmt(result["metrics"][key]))
+            table.add_row(key, cell(val.get(key)), cell(result["metrics"][key]))
     table.caption = f"test fingerprint {result['test_fingerprint'][:12]}; looked at {result['consulted_before']} time(s) before"
     return table
 
@@ -327,6 +322,11 @@ def sweep(
     smoke: Annotated[
         bool, typer.Option("--smoke", help="CI smoke run: at most 2 trials of at most 2 epochs and 256 training rows.")
     ] = False,
+    no_pack: Annotated[
+        bool,
+        typer.Option("--no-pack", help="Train every trial alone, even trials that could share one packed model "
+        "(as `packing: off` in the sweep spec)."),
+    ] = False,
 ) -> None:
     """Expand a sweep into trials, run them in parallel, aggregate, and pick the winner on validation only."""
     from rich.markup import escape
@@ -338,7 +338,8 @@ def sweep(
         _stderr().print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
     with _errors():
-        plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs)
+        plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs,
+                            pack=not no_pack)
         for warning in plan.warnings:
             warn(warning)
         with sweep_progress(_stderr(), quiet=quiet) as progress:

@@ -143,7 +143,7 @@ def run_labels(names: Sequence[str], knobs: Mapping[str, list[Any]], max_knobs: 
     """Legend labels: `#1 <name>` plus the first differing knobs, e.g. `#2 bc-... (model.l2=0.001)`."""
     labels = []
     for i, name in enumerate(names):
-        shown = ", ".join(f"{k}={_cell(v[i])}" for k, v in list(knobs.items())[:max_knobs])
+        shown = ", ".join(f"{k}={rundir.cell(v[i])}" for k, v in list(knobs.items())[:max_knobs])
         labels.append(f"#{i + 1} {name}" + (f" ({shown})" if shown else ""))
     return labels
 
@@ -233,14 +233,6 @@ def compare_runs(run_dirs: Sequence[Path], *, out: Path | None = None) -> dict[s
     }
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def comparison_table(result: dict[str, Any]):
     """A rich table: one column per run, the differing knobs first, then the results."""
     from rich.table import Table
@@ -252,11 +244,11 @@ def comparison_table(result: dict[str, Any]):
     if not result["knobs"]:
         table.add_row("[dim](no config key differs)[/]", *([""] * len(result["runs"])))
     for key, values in result["knobs"].items():
-        table.add_row(f"[cyan]{key}[/]", *(_cell(v) for v in values))
+        table.add_row(f"[cyan]{key}[/]", *(rundir.cell(v) for v in values))
     table.add_section()
     for key, label in RESULTS:
         if key == "test_error" and all(v is None for v in result["results"][key]):
             continue  # no run has been tested: no row of dashes
-        table.add_row(label, *(_cell(v) for v in result["results"][key]))
+        table.add_row(label, *(rundir.cell(v) for v in result["results"][key]))
     table.caption = "val/test error: 1 - accuracy (classification) or mae (regression); gap = val - train error"
     return table

@@ -31,17 +31,8 @@ from typing import Any
 import numpy as np
 
 from regcli.errors import DataError
+from regcli.spec import BUILTIN_SOURCES  # one list of built-in sources, validated in the spec
 
-BUILTIN_SOURCES = (
-    "breast_cancer",
-    "digits",
-    "wine",
-    "iris",
-    "diabetes",
-    "moons",
-    "synthetic_classification",
-    "synthetic_regression",
-)
 FILE_SUFFIXES = (".csv", ".parquet", ".npz")
 TASKS = ("auto", "binary", "multiclass", "regression")
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from regcli.errors import BadInputError
 from regcli.replay import resolve_mode
+from regcli.rundir import jsonable
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "good_fit", "diverged", "not_learning")
 
@@ -90,7 +91,7 @@ def diagnose(
     ev = _evidence(run)
     verdict = _verdict(run, ev)
     ev["verdict_reason"] = _verdict_reason(verdict, ev)
-    return _clean(
+    return jsonable(
         {
             "verdict": verdict,
             "headline": f"{verdict.replace('_', ' ').capitalize()} — {ev['verdict_reason']}",
@@ -1032,19 +1033,6 @@ def _fmt(x: Any) -> str:
         mantissa = mantissa.rstrip("0").rstrip(".")
         return f"{mantissa}e{int(exponent)}"
     return f"{x:.3g}"
-
-
-def _clean(value: Any) -> Any:
-    """Plain JSON values: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 _TABLE = (

@@ -25,28 +25,13 @@ from regcli.errors import BadInputError, RegcliError, RunDirError
 from regcli.ledger import append_entry, default_ledger
 
 
-def pid_alive(pid: Any) -> bool:
-    """True when `pid` is a process on this machine (a status `running` whose pid is gone is stale)."""
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def _check_completed(run: Path, status: dict[str, Any]) -> None:
     state = status.get("state")
     if state == "completed":
         return
     if state == "running":
         pid = status.get("pid")
-        if pid_alive(pid):
+        if rundir.pid_alive(pid):
             why = f"it is still training (pid {pid}). Test it when it has completed."
         else:
             why = (

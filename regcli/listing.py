@@ -24,7 +24,6 @@ from typing import Any
 
 from regcli import rundir
 from regcli.errors import BadInputError
-from regcli.evaluate import pid_alive
 
 SWEEP_SPEC = "sweep.yaml"
 TRIALS = "trials"
@@ -85,7 +84,7 @@ def run_state(status: dict[str, Any] | None) -> str:
     if status is None:
         return "?"
     state = status.get("state")
-    if state == "running" and not pid_alive(status.get("pid")):
+    if state == "running" and not rundir.pid_alive(status.get("pid")):
         return "running (stale)"
     return str(state) if state in rundir.STATES else f"? ({state!r})"
 
@@ -215,14 +214,6 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 _STATE_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "diverged": "red", "interrupted": "yellow"}
 
 
@@ -247,8 +238,8 @@ def listing_table(entries: list[dict[str, Any]], root: Path):
             style = _STATE_STYLE.get(e["state"], "yellow")
             state = f"[{style}]{e['state']}[/]"
             best = f"{e['monitor']}={e['best_value']:.4g}" if e["monitor"] and e["best_value"] is not None else "-"
-        row = [e["name"], state, e["started"].replace("T", " ").rstrip("Z"), _cell(e["best_epoch"]), best,
-               _cell(e["verdict"]), _cell(e["test_error"])]
+        row = [e["name"], state, e["started"].replace("T", " ").rstrip("Z"), rundir.cell(e["best_epoch"]), best,
+               rundir.cell(e["verdict"]), rundir.cell(e["test_error"])]
         if any_problem:
             row.append("; ".join(e["problems"]))
         table.add_row(*row)

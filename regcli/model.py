@@ -13,19 +13,7 @@ from typing import Any
 import keras
 
 from regcli.errors import BadInputError
-
-# Every allowed explicit layer type maps to one builder; nothing else can be built.
-ALLOWED_LAYER_TYPES = (
-    "dense",
-    "batchnorm",
-    "activation",
-    "dropout",
-    "conv2d",
-    "maxpool2d",
-    "flatten",
-    "spatial_dropout2d",
-    "gaussian_noise",
-)
+from regcli.spec import LAYER_TYPES  # every allowed explicit layer type; nothing else can be built
 
 
 @dataclass(frozen=True)
@@ -167,7 +155,7 @@ def _explicit_layer(entry: Any, index: int) -> keras.layers.Layer:
     if kind == "flatten":
         return keras.layers.Flatten(name=name)
     raise BadInputError(
-        f"model.layers.{index}.type must be one of {', '.join(ALLOWED_LAYER_TYPES)}. Received: {kind!r}."
+        f"model.layers.{index}.type must be one of {', '.join(LAYER_TYPES)}. Received: {kind!r}."
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from regcli.errors import BadInputError
+from regcli.rundir import jsonable
 
 REPLAY_KEYS = (
     "patience",
@@ -403,7 +404,7 @@ def replay_report(
                 f"({summary['best_epoch']}) or stop: the run may have been resumed, or history.csv "
                 f"does not hold the values early stopping saw for {run_settings['monitor']}."
             )
-    return _clean(
+    return jsonable(
         {
             "settings": settings,
             "monitor": monitor,
@@ -459,16 +460,3 @@ def _with_epoch(history: pd.DataFrame | None) -> pd.DataFrame:
     if "epoch" not in history.columns:
         history = history.assign(epoch=np.arange(1, len(history) + 1))
     return history
-
-
-def _clean(value: Any) -> Any:
-    """Plain JSON values: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

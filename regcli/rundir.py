@@ -63,13 +63,8 @@ def check_run_name(name: str, key: str = "name") -> str:
     return name
 
 
-def new_run_dir(out: Path, name: str) -> Path:
-    """Creates `<out>/<name>-<UTC timestamp>-<6 hex>` and returns it.
-
-    The random suffix and `mkdir(exist_ok=False)` make concurrent runs into the same
-    `--out` collision-free.
-    """
-    check_run_name(name)
+def ensure_out_dir(out: Path) -> Path:
+    """Creates the output directory if needed; RunDirError (exit 2) when it cannot be used."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +72,17 @@ def new_run_dir(out: Path, name: str) -> Path:
         raise RunDirError(f"--out {out}: cannot create the output directory: {exc.strerror or exc}.") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise RunDirError(f"--out {out}: the output directory is not writable. Choose another --out.")
+    return out
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """Creates `<out>/<name>-<UTC timestamp>-<6 hex>` and returns it.
+
+    The random suffix and `mkdir(exist_ok=False)` make concurrent runs into the same
+    `--out` collision-free.
+    """
+    check_run_name(name)
+    out = ensure_out_dir(out)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for _ in range(100):
         run = out / f"{name}-{stamp}-{secrets.token_hex(3)}"
@@ -149,6 +155,15 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def cell(value: Any) -> str:
+    """One value for a table cell: 4 significant digits for floats, '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -226,8 +241,8 @@ def read_history(run: Path):
 
 
 def pid_alive(pid: Any) -> bool:
-    """True when a process with this pid exists on this machine."""
-    if not isinstance(pid, int) or pid <= 0:
+    """True when a process with this pid exists on this machine (a `running` status whose pid is gone is stale)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -156,6 +156,9 @@ def run_experiment(
     from regcli.spec import dump_spec_yaml
 
     spec = effective_spec(spec, smoke=smoke)
+    if run_dir is None:  # fail fast, before the data and the backend are loaded
+        rundir.check_run_name(name or default_name(spec), "--name" if name else "name")
+        rundir.ensure_out_dir(out)
     ds, train = _prepare(spec, smoke)
     if run_dir is not None:
         run = rundir.claim_run_dir(Path(run_dir))
@@ -183,10 +186,11 @@ def run_packed(
     directory of the pack `failed` (a sweep then retries those trials unpacked).
     """
     from regcli import packed
+    from regcli.packing import pack_key
     from regcli.spec import dump_spec_yaml, spec_to_dict
 
     specs = [effective_spec(s, smoke=smoke) for s in specs]
-    keys = {packed.pack_key(spec_to_dict(s)) for s in specs}
+    keys = {pack_key(spec_to_dict(s)) for s in specs}
     if None in keys or len(keys) != 1:
         raise BadInputError("run_packed needs specs that differ only in model, diagnosis, name and early stopping.")
     ds, train = _prepare(specs[0], smoke)
