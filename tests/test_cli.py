@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -230,3 +231,14 @@ def test_validate_accepts_a_sweep_spec_without_importing_tensorflow():
     resolved = yaml.safe_load(proc.stdout)
     assert "model.l2" in resolved["params"] and resolved["base"]["data"]["source"]
     assert not {"tensorflow", "keras", "jax", "ray"} & names
+
+
+def test_device_gpu_without_a_gpu_and_a_missing_backend_are_bad_input(tmp_path):
+    spec = write(tmp_path, TINY)
+    out = tmp_path / "runs"
+    proc = regcli("train", spec, "--set", "device=gpu", "--out", out, "--quiet")
+    assert proc.returncode == 2 and "device: gpu" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+    if importlib.util.find_spec("torch") is None:
+        proc = regcli("train", spec, "--backend", "torch", "--out", out, "--quiet")
+        assert proc.returncode == 2 and "torch is not installed" in proc.stderr
