@@ -1,6 +1,7 @@
 """regcli's benchmarks: start-up, per-epoch time and total wall time, against plain Keras.
 
-    .venv/bin/python benchmarks/run.py               # `make bench`: everything, 3 rounds (5-9 min on 2 cores)
+    .venv/bin/python benchmarks/run.py               # `make bench`: everything, 3 rounds (5-9 min on 2 cores),
+                                                     # then benchmarks/perf.py (sweeps, memory, scale: ~6 min)
     .venv/bin/python benchmarks/run.py --quick       # 2 rounds, 10 epochs, no JAX (2-3 min)
     .venv/bin/python benchmarks/run.py --repeats 5   # more rounds, tighter medians
     .venv/bin/python benchmarks/run.py --cases regcli_tf,tfdata_tf,tfdata_det_tf --output /tmp/ab.md
@@ -638,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for g in goals(results):
         log(f"  {g.mark} {g.text}: {g.measured_text}")
+    if not args.cases:  # sweeps (packed or not), memory and scale: benchmarks/perf.py appends its section
+        import perf
+
+        perf.main(["--output", str(args.output), *(["--quick"] if args.quick else [])])
     failed = [
         f"{k}, round {r['round'] + 1}: {r['error']}"
         for k, runs in results.items()

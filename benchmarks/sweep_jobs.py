@@ -45,8 +45,11 @@ def sweep_spec(epochs: int) -> dict:
     }
 
 
-def run_sweep(spec_path: Path, jobs: int) -> dict:
-    """One `regcli sweep --jobs N` in a fresh output directory: wall time and trial seconds."""
+def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
+    """One `regcli sweep --jobs N [--no-pack]` in a fresh output directory: wall time and trial seconds.
+
+    Unpacked by default: this benchmark measures worker parallelism, trial by trial.
+    """
     with tempfile.TemporaryDirectory(prefix="regcli-bench-") as out:
         started = time.perf_counter()
         proc = subprocess.run(
@@ -61,6 +64,7 @@ def run_sweep(spec_path: Path, jobs: int) -> dict:
                 "--out",
                 out,
                 "--quiet",
+                *([] if pack else ["--no-pack"]),
             ],
             capture_output=True,
             text=True,
@@ -70,7 +74,7 @@ def run_sweep(spec_path: Path, jobs: int) -> dict:
         )
         wall = time.perf_counter() - started
         if proc.returncode != 0:
-            raise SystemExit(f"regcli sweep --jobs {jobs} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"regcli sweep --jobs {jobs} (pack={pack}) failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         import pandas as pd
 
         sweep_dir = Path(proc.stdout.splitlines()[0])
@@ -80,6 +84,7 @@ def run_sweep(spec_path: Path, jobs: int) -> dict:
         last = max((t / "status.json").stat().st_mtime for t in trials)
         return {
             "jobs": jobs,
+            "pack": pack,
             "wall_seconds": wall,
             "trial_phase_seconds": last - first,
             "trials": len(results),

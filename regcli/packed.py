@@ -27,7 +27,6 @@ stops. A tower whose loss becomes NaN is `diverged` without stopping the others.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 import keras
 
 from regcli.model import build_model, make_loss, make_metrics, task_head
+from regcli.packing import pack_key  # noqa: F401 - re-exported: regcli.packed.pack_key
 from regcli.train import (
     TrainResult,
     _Feeder,
@@ -49,25 +49,6 @@ from regcli.train import (
     steps_per_execution,
     weight_penalty,
 )
-
-# Keys of a spec that may differ inside one pack (everything else must be equal).
-PER_TOWER_KEYS = ("model", "diagnosis", "name")
-PER_TOWER_TRAINING_KEYS = ("early_stopping",)
-
-
-def pack_key(spec_dict: dict[str, Any]) -> str | None:
-    """A key equal for specs that can share one packed model; None when a spec can't be packed.
-
-    Same data, seed (the split, the batch order), backend, device and training settings but
-    early stopping. Fine-tuning runs (`init_from`, `freeze`) are trained alone.
-    """
-    model = spec_dict.get("model", {})
-    if model.get("init_from") or model.get("freeze"):
-        return None
-    shared = {k: v for k, v in spec_dict.items() if k not in PER_TOWER_KEYS}
-    shared["training"] = {k: v for k, v in spec_dict["training"].items() if k not in PER_TOWER_TRAINING_KEYS}
-    shared["task"] = model.get("task")
-    return json.dumps(shared, sort_keys=True, default=str)
 
 
 class _Tower:

@@ -1,15 +1,17 @@
 """Where trials run: local worker processes, or Ray tasks on a cluster.
 
-Both executors take the same tasks (see `regcli.sweep.worker.run_trial`) and report each
-trial's small result dict through `on_done`; the trial's files are written by the worker
+Both executors take the same tasks (one trial, or a pack of trials trained as one packed
+model: see `regcli.sweep.worker.run_task`) and report each task's small result dict through
+`on_done`; the trial's files are written by the worker
 straight into the sweep directory, so resume, aggregation and `diagnose` never know which
 executor ran a trial.
 
 - `LocalExecutor`: `jobs` spawned worker processes, each with `cores // jobs` TensorFlow
   threads, each recycled after `TRIALS_PER_WORKER` trials (TensorFlow keeps a few MB per
-  model built in a process even after `clear_session()`). A worker that dies (killed, out
-  of memory, segfault) fails only its own trial: the sweep replaces the worker and goes on.
-- `RayExecutor`: one Ray core task per trial (`num_cpus` per trial), on the cluster at
+  model built in a process even after `clear_session()`; a pack counts as its trials). A
+  worker that dies (killed, out of memory, segfault) fails only its own task: the sweep
+  replaces the worker and goes on.
+- `RayExecutor`: one Ray core task per trial or pack (`num_cpus` each), on the cluster at
   `address` or on a local Ray started for the sweep and shut down after it.
 """
 
@@ -28,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from regcli.errors import BadInputError, RunFailedError
-from regcli.sweep.worker import configure_threads, run_trial, threads_per_worker
+from regcli.sweep.worker import configure_threads, run_task, task_size, threads_per_worker
 
 # TensorFlow keeps ~4 MB per model built in a process even after clear_session(): a worker
 # trains at most this many trials (a leak of ~32 MB) before a fresh one replaces it, which
@@ -44,8 +46,14 @@ OnDone = Callable[[dict[str, Any]], None]
 
 
 def died(task: dict[str, Any], why: str) -> dict[str, Any]:
-    """The result of a trial whose worker vanished without reporting."""
-    return {"trial": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+    """The result of a trial (or pack) whose worker vanished without reporting."""
+    result = {"trial": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+    if "pack" in task:
+        result.update(pack=list(task["pack"]), pack_failed=True, results=[
+            {"trial": t, "task": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+            for t in task["pack"]
+        ])
+    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -60,12 +68,13 @@ def _watch_parent(parent: int) -> None:
 
 
 def _worker_main(conn: Connection, threads: int, max_trials: int, parent: int) -> None:
-    """A spawned worker: takes trials from `conn` one at a time, at most `max_trials`."""
+    """A spawned worker: takes tasks from `conn` one at a time, until it has trained `max_trials` trials."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it
     os.dup2(2, 1)  # whatever a library prints goes to stderr: stdout is the sweep's summary
     configure_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    for _ in range(max_trials):
+    trials = 0
+    while trials < max_trials:
         try:
             task = conn.recv()
         except (EOFError, OSError):
@@ -74,10 +83,11 @@ def _worker_main(conn: Connection, threads: int, max_trials: int, parent: int) -
             return
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            result = run_trial(task)
+            result = run_task(task)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn.send(result)
+        trials += task_size(task)
 
 
 @dataclass
@@ -181,8 +191,8 @@ class LocalExecutor:
                     result = died(worker.task, f"the worker process died (exit code {worker.process.exitcode}) while training this trial")
                 if result is None:
                     continue
+                worker.trials += task_size(worker.task)
                 worker.task = None
-                worker.trials += 1
                 on_done(result)
             if worker.trials >= self.trials_per_worker or not worker.process.is_alive():
                 self._retire(worker)
@@ -230,7 +240,7 @@ def require_ray() -> None:
 
 
 def ray_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """A Ray task: TensorFlow threads from the CPUs Ray assigned, then the trial as usual.
+    """A Ray task (a trial or a pack): TensorFlow threads from the CPUs Ray assigned, then the trial as usual.
 
     Ray sets OMP_NUM_THREADS for its workers, which TensorFlow's thread pools ignore.
     """
@@ -238,7 +248,7 @@ def ray_trial(task: dict[str, Any]) -> dict[str, Any]:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     configure_threads(max(1, int(cpus)))
-    return run_trial(task)
+    return run_task(task)
 
 
 class RayExecutor:
@@ -281,6 +291,8 @@ class RayExecutor:
                     f"Start one with `ray start --head` and pass the address it prints, or omit --address for a local Ray."
                 ) from None
         remote = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER, max_retries=0)(ray_trial)
+        # A pack builds up to 8 models: its Ray worker is replaced after it, as a local one would be.
+        remote_pack = ray.remote(num_cpus=self.cpus_per_trial, max_calls=1, max_retries=0)(ray_trial)
         queue = deque(tasks)
         in_flight: dict[Any, dict[str, Any]] = {}
         limit = self.max_in_flight or len(tasks) or 1
@@ -288,7 +300,7 @@ class RayExecutor:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
                     task = queue.popleft()
-                    in_flight[remote.remote(task)] = task
+                    in_flight[(remote_pack if "pack" in task else remote).remote(task)] = task
                     on_start(task)
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
                 for ref in ready:

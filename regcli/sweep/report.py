@@ -20,10 +20,11 @@ class TrialProgress:
         """`total` trials in the sweep, `done` of them finished before this run."""
 
     def started(self, trial: str) -> None:
-        """A trial was handed to a worker."""
+        """A trial (or a pack of trials, `pack of 8: t000..t007`) was handed to a worker."""
 
     def finished(self, result: dict[str, Any]) -> None:
-        """A trial ended (`result["state"]`: completed, diverged, failed, interrupted)."""
+        """A trial ended (`result["state"]`: completed, diverged, failed, interrupted; `result["task"]`:
+        the pack it trained in, if any)."""
 
 
 class _RichProgress(TrialProgress):
@@ -42,10 +43,10 @@ class _RichProgress(TrialProgress):
 
     def started(self, trial: str) -> None:
         self.running.add(trial)
-        self.progress.update(self.task, info=self._info())
+        self.progress.update(self.task, info=self._info(f"started: {trial}"))
 
     def finished(self, result: dict[str, Any]) -> None:
-        self.running.discard(result["trial"])
+        self.running.discard(result.get("task", result["trial"]))
         self.states[result["state"]] = self.states.get(result["state"], 0) + 1
         self.progress.update(self.task, advance=1, info=self._info(f"last: {result['trial']} {result['state']}"))
 

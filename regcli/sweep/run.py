@@ -19,6 +19,7 @@ from typing import Any
 
 from regcli import rundir
 from regcli.errors import BadInputError, RunDirError
+from regcli.packing import group_packs, pack_key
 from regcli.runner import Interrupted
 from regcli.spec import spec_to_dict
 from regcli.sweep import store
@@ -39,6 +40,11 @@ class SweepPlan:
     out: Path = Path("runs")
     resume: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    pack: bool = True  # False: --no-pack (the sweep spec's `packing: off` also turns packing off)
+
+    @property
+    def packing(self) -> bool:
+        return self.pack and self.sweep.resolved.get("packing", "auto") == "auto"
 
 
 @dataclass
@@ -70,6 +76,7 @@ def prepare_sweep(
     executor: str = "local",
     address: str | None = None,
     jobs: int | None = None,
+    pack: bool = True,
 ) -> SweepPlan:
     """Validates the sweep spec (or the directory to resume) and the options; creates nothing.
 
@@ -84,7 +91,7 @@ def prepare_sweep(
         sweep = load_sweep(config, smoke=smoke)
         out = Path(out) if out is not None else Path("runs")
         rundir.check_run_name(sweep.name, "name")
-        return SweepPlan(sweep, executor, jobs, address, out, None, list(sweep.warnings))
+        return SweepPlan(sweep, executor, jobs, address, out, None, list(sweep.warnings), pack)
     if out is not None:
         raise BadInputError(f"--out does not apply with --resume: the trials are written into {resume}. Remove --out.")
     sweep_dir = store.require_sweep_dir(Path(resume))
@@ -113,7 +120,7 @@ def prepare_sweep(
             f"--resume {sweep_dir}: {store.MANIFEST} lists other trials than {store.SWEEP_SPEC} expands to "
             f"(was it written by another regcli version, or edited?). Start a new sweep from {store.SWEEP_SPEC}."
         )
-    return SweepPlan(sweep, executor, jobs, address, sweep_dir.parent, sweep_dir, list(sweep.warnings))
+    return SweepPlan(sweep, executor, jobs, address, sweep_dir.parent, sweep_dir, list(sweep.warnings), pack)
 
 
 def _check_options(executor: str, address: str | None, jobs: int | None) -> None:
@@ -154,8 +161,9 @@ def run_sweep(
     with store.sweep_lock(sweep_dir, on_note):
         todo = [t for t in sweep.trials if store.trial_state(sweep_dir, t.id) not in store.FINAL_STATES]
         executor = _executor(plan, len(todo))
-        _record_execution(sweep_dir, plan, executor, todo)
-        _run_trials(sweep_dir, sweep, todo, executor, progress or TrialProgress())
+        tasks = _tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
+        _record_execution(sweep_dir, plan, executor, todo, tasks)
+        _run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())
         report = aggregate(sweep_dir, sweep)
         if sweep.resolved["final_test"] and report["best"] is not None:
             _final_test(sweep_dir, report)
@@ -174,23 +182,64 @@ def _open_sweep_dir(plan: SweepPlan) -> Path:
     return sweep_dir
 
 
-def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, executor: Any, progress: TrialProgress) -> None:
-    """Runs `todo` from cleared directories; on Ctrl-C leaves every status.json true, then raises Interrupted."""
+def pack_label(ids: list[str]) -> str:
+    """How progress and the manifest name a pack: `pack of 8: t000..t007`."""
+    return f"pack of {len(ids)}: {ids[0].split('-')[0]}..{ids[-1].split('-')[0]}"
+
+
+def _tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, workers: int) -> list[dict[str, Any]]:
+    """One task per trial, or with packing, one per pack of compatible trials (same `pack_key`, at most 8)."""
+
+    def trial_task(trial_id: str) -> dict[str, Any]:
+        return {
+            "trial": trial_id,
+            "spec": spec_to_dict(sweep.specs[trial_id]),
+            "run_dir": str(store.trial_dir(sweep_dir, trial_id)),
+            "smoke": sweep.smoke,
+        }
+
+    if not packing:
+        return [trial_task(t.id) for t in todo]
+    packs = group_packs([(t.id, pack_key(spec_to_dict(sweep.specs[t.id]))) for t in todo], workers)
+    tasks = []
+    for ids in packs:
+        if len(ids) == 1:
+            tasks.append(trial_task(ids[0]))
+            continue
+        singles = [trial_task(i) for i in ids]
+        tasks.append({
+            "trial": pack_label(ids),
+            "pack": ids,
+            "specs": [t["spec"] for t in singles],
+            "run_dirs": [t["run_dir"] for t in singles],
+            "smoke": sweep.smoke,
+        })
+    return tasks
+
+
+def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor: Any, progress: TrialProgress) -> None:
+    """Runs `tasks` (the trials `todo`) from cleared directories; a pack that failed as a whole is
+    retried as single trials, once. On Ctrl-C leaves every status.json true, then raises Interrupted.
+
+    Resume needs nothing pack-specific: `run_packed` writes `running` into every trial directory
+    of the pack before training, so a pack killed mid-way leaves its trials `running` (or already
+    `completed`, when it died while writing results), exactly like killed single trials: the
+    completed ones are final, the others are cleared and re-run (and re-packed) by `--resume`.
+    """
     from regcli.sweep.aggregate import write_results
 
     for trial in todo:
         store.clear_trial(sweep_dir, trial.id)
-    tasks = [
-        {
-            "trial": t.id,
-            "spec": spec_to_dict(sweep.specs[t.id]),
-            "run_dir": str(store.trial_dir(sweep_dir, t.id)),
-            "smoke": sweep.smoke,
-        }
-        for t in todo
-    ]
+    retry: list[str] = []
 
     def done(result: dict[str, Any]) -> None:
+        if "pack" in result:
+            if result.get("pack_failed"):
+                retry.extend(result["pack"])  # the packed model failed as a whole: each trial alone, once
+                return
+            for trial_result in result["results"]:
+                done(trial_result)
+            return
         trial = result["trial"]
         if result["state"] in ("failed", "interrupted") and store.trial_state(sweep_dir, trial) in ("pending", "running"):
             # the worker vanished before it could write status.json: the sweep writes it
@@ -199,9 +248,17 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, executor: Any, progre
             rundir.write_status(run, result["state"], result["error"])
         progress.finished(result)
 
-    progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), executor.describe())
+    packs = [task["trial"] for task in tasks if "pack" in task]
+    what = executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
+    progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), what)
     try:
         executor.run(tasks, on_start=lambda task: progress.started(task["trial"]), on_done=done)
+        if retry:
+            for trial_id in retry:
+                store.clear_trial(sweep_dir, trial_id)
+            singles = _tasks(sweep_dir, sweep, [t for t in todo if t.id in retry], packing=False, workers=1)
+            retry.clear()
+            executor.run(singles, on_start=lambda task: progress.started(task["trial"]), on_done=done)
     except KeyboardInterrupt:
         _settle(sweep_dir, todo, "interrupted", "interrupted by the user (Ctrl-C)")
         write_results(sweep_dir, sweep)
@@ -213,8 +270,8 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, executor: Any, progre
     _settle(sweep_dir, todo, "failed", "the trial's worker ended without finishing it")
 
 
-def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list) -> None:
-    """Appends this execution (who, where, which trials) to the manifest's `executions`."""
+def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list) -> None:
+    """Appends this execution (who, where, which trials, which of them packed) to the manifest's `executions`."""
     manifest = store.read_manifest(sweep_dir)
     manifest.setdefault("executions", []).append(
         {
@@ -224,6 +281,8 @@ def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: lis
             "executor": executor.describe(),
             "resume": plan.resume is not None,
             "trials": [t.id for t in todo],
+            "packing": "auto" if plan.packing else "off",
+            "packs": [task["pack"] for task in tasks if "pack" in task],
             "command_line": sys.argv,
         }
     )

@@ -99,6 +99,12 @@ class SweepSpec(_Strict):
     final_test: bool = Field(
         False, description="Evaluate the winner, and only the winner, once on the test split. Defaults to `False`."
     )
+    packing: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: trials that differ only in the model, diagnosis and early stopping (same data, seed and "
+        "training settings) train together as one packed model, up to 8 at a time; off: every trial alone "
+        "(as `--no-pack`). Defaults to `auto`.",
+    )
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def load_sweep(path: str | Path, *, smoke: bool = False) -> Sweep:
         "sample_seed": spec.sample_seed,
         "select": {"metric": spec.select.metric, "mode": mode},
         "final_test": spec.final_test,
+        "packing": spec.packing,
     }
     base_values = {knob: get_dotted(base, knob) for knob in params}
     trials = expand(

@@ -1,8 +1,10 @@
 """One trial in a worker process (local or Ray): threads, backend, train, report.
 
-`run_trial(task)` is what every executor runs: it trains the trial's spec into its fixed
-directory `trials/<id>/` with `regcli.runner.run_experiment` (the same code path as
-`regcli train`) and returns a small dict; the results themselves are the files. Whatever
+`run_task(task)` is what every executor runs: `run_trial` trains one trial's spec into its
+fixed directory `trials/<id>/` with `regcli.runner.run_experiment` (the same code path as
+`regcli train`), `run_pack` trains a pack of compatible trials as one packed model with
+`regcli.runner.run_packed` into the same directories; both return small dicts and the
+results themselves are the files. Whatever
 happens, the trial's status.json ends up telling the truth: `completed`, `diverged`,
 `failed` (with the error) or `interrupted`.
 
@@ -76,6 +78,25 @@ def _apply_tensorflow_threads() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+def _select_backend(spec: Any) -> None:
+    from regcli import backend
+
+    _before_backend_import(spec.backend)
+    backend.select(spec.backend, spec.device)
+    backend.import_keras_quietly()
+    _apply_tensorflow_threads()
+
+
+def task_size(task: dict[str, Any]) -> int:
+    """Trials in a task: 1, or the size of a pack."""
+    return len(task.get("pack", ())) or 1
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """What executors run: one trial (`run_trial`) or one pack of trials (`run_pack`); never raises."""
+    return run_pack(task) if "pack" in task else run_trial(task)
+
+
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Trains one trial into `task["run_dir"]`; never raises.
 
@@ -86,7 +107,6 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     Returns:
         `{"trial", "state", "error", "seconds", "pid"}`; the run directory holds the rest.
     """
-    from regcli import backend
     from regcli.runner import run_experiment
     from regcli.spec import validate_experiment
 
@@ -95,10 +115,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     state, error = "failed", None
     try:
         spec = validate_experiment(task["spec"], run_dir.parent, source=f"trial {task['trial']}")
-        _before_backend_import(spec.backend)
-        backend.select(spec.backend, spec.device)
-        backend.import_keras_quietly()
-        _apply_tensorflow_threads()
+        _select_backend(spec)
         with contextlib.redirect_stdout(sys.stderr):  # stdout belongs to the sweep's summary
             outcome = run_experiment(spec, out=run_dir.parent, run_dir=run_dir, smoke=bool(task.get("smoke")))
         state = outcome.state
@@ -141,3 +158,50 @@ def _record(run_dir: Path, task: dict[str, Any], state: str, error: str | None) 
             )
     except (OSError, RegcliError):
         pass
+
+
+def run_pack(task: dict[str, Any]) -> dict[str, Any]:
+    """Trains a pack of compatible trials as one packed model (`regcli.runner.run_packed`); never raises.
+
+    Args:
+        task: `{"trial": label, "pack": [ids], "specs": [dicts], "run_dirs": [paths], "smoke": bool}`.
+
+    Returns:
+        `{"trial": label, "pack": ids, "state", "error", "seconds", "pid", "pack_failed", "results"}`:
+        one `run_trial`-like result per trial (with `"task": label`). `pack_failed` is true when
+        the packed training failed as a whole (every trial `failed`): the sweep then retries
+        those trials alone. A diverged tower is that trial's state only.
+    """
+    from regcli.runner import run_packed
+    from regcli.spec import validate_experiment
+
+    started = time.perf_counter()
+    run_dirs = [Path(d) for d in task["run_dirs"]]
+    states, error, pack_failed = ["failed"] * len(run_dirs), None, True
+    try:
+        specs = [
+            validate_experiment(raw, d.parent, source=f"trial {trial}")
+            for raw, d, trial in zip(task["specs"], run_dirs, task["pack"], strict=True)
+        ]
+        _select_backend(specs[0])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout belongs to the sweep's summary
+            outcomes = run_packed(specs, run_dirs, smoke=bool(task.get("smoke")))
+        states, pack_failed = [o.state for o in outcomes], False
+    except KeyboardInterrupt:
+        states, error, pack_failed = ["interrupted"] * len(run_dirs), "interrupted by the user (Ctrl-C)", False
+    except RegcliError as exc:
+        if exc.exit_code == 130:
+            states, pack_failed = ["interrupted"] * len(run_dirs), False
+        error = str(exc)
+    except Exception as exc:  # a pack's bug must not stop the sweep: record it (and retry alone)
+        error = f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - started
+    results = []
+    for trial, raw, run_dir, state in zip(task["pack"], task["specs"], run_dirs, states, strict=True):
+        trial_error = "the loss became NaN or infinite" if state == "diverged" else error
+        if state in ("failed", "interrupted"):
+            _record(run_dir, {"spec": raw}, state, trial_error)
+        results.append({"trial": trial, "task": task["trial"], "state": state, "error": trial_error,
+                        "seconds": seconds / len(run_dirs), "pid": os.getpid()})
+    return {"trial": task["trial"], "pack": list(task["pack"]), "state": "failed" if pack_failed else "completed",
+            "error": error, "seconds": seconds, "pid": os.getpid(), "pack_failed": pack_failed, "results": results}
