@@ -143,17 +143,9 @@ def _progress(quiet: bool):
     if quiet or not console.is_terminal:
         yield None, None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from regcli.progress import progress_bar
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         state = {}
 
         def on_start(run_dir: Path, epochs: int) -> None:

@@ -57,17 +57,9 @@ def sweep_progress(console: Any, quiet: bool = False) -> Iterator[TrialProgress]
     if quiet or not console.is_terminal:
         yield TrialProgress()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from regcli.progress import progress_bar
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar(console) as progress:
         yield _RichProgress(progress)
 
 

@@ -102,17 +102,6 @@ def require_sweep_dir(path: Path) -> Path:
 # --------------------------------------------------------------------------------------
 # The lock: one sweep process per sweep directory
 # --------------------------------------------------------------------------------------
-def _pid_alive(pid: Any) -> bool:
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
 
 def _read_owner(fd: int) -> dict[str, Any]:
     try:
@@ -154,7 +143,7 @@ def sweep_lock(sweep_dir: Path, on_note: Any = None) -> Iterator[dict[str, Any]]
             break
         os.close(fd)  # the previous owner removed the file between our open and flock: retry
     previous = _read_owner(fd)
-    if previous.get("host") == host and previous.get("pid") != os.getpid() and _pid_alive(previous.get("pid")):
+    if previous.get("host") == host and previous.get("pid") != os.getpid() and rundir.pid_alive(previous.get("pid")):
         # flock said free, yet the recorded owner runs: a file system without working flock.
         os.close(fd)
         raise BadInputError(
