@@ -213,13 +213,7 @@ def compare_runs(run_dirs: Sequence[Path], *, out: Path | None = None) -> dict[s
             raise BadInputError(f"{p} was given twice{also}: pass each run directory once.")
         seen[key] = p
     runs = [load_run(p) for p in paths]
-    out = Path(out) if out is not None else default_out(paths)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInputError(f"--out {out}: cannot create the directory: {exc.strerror or exc}.") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise BadInputError(f"--out {out}: the directory is not writable. Choose another --out.")
+    out = rundir.ensure_out_dir(Path(out) if out is not None else default_out(paths))
     plot = out / f"compare-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.png"
     names = [r["name"] for r in runs]
     knobs = differing_keys([r["config"] for r in runs])
