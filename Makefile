@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The extras the tests need: dev (pytest, hypothesis, ruff), jax (the second backend CI tests)
 # and ray (the Ray executor's tests start a real local Ray cluster).
-EXTRAS ?= dev,jax,ray
+EXTRAS ?= dev,jax,ray,mlflow
 
 .PHONY: install run test test-fast lint bench clean
 
@@ -20,7 +20,15 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/regcli train configs/quickstart.yaml
 
-test: install
+# tests/test_report.py checks the HTML report in a real headless Chromium: Debian's `chromium`
+# package, driven by Playwright (never `playwright install`, which downloads its own browser).
+.PHONY: browser
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -17,6 +17,7 @@ import typer
 
 from regcli.errors import RegcliError
 from regcli.rundir import cell
+from regcli.starters import Template
 
 app = typer.Typer(
     name="regcli",
@@ -175,7 +176,11 @@ def validate(
                 raise BadInputError("--set applies to experiment specs; edit the sweep file (or its base spec) instead.")
             text = dump_sweep_yaml(load_sweep(config))
         else:
-            text = dump_spec_yaml(load_experiment_spec(config, list(set_ or [])))
+            from regcli.tracking import preflight
+
+            spec = load_experiment_spec(config, list(set_ or []))
+            preflight(spec)  # MLflow installed, its store writable or server reachable (no import)
+            text = dump_spec_yaml(spec)
     typer.echo(text, nl=False)
 
 
@@ -347,6 +352,70 @@ def sweep(
         what = f"{len(result.failed)} trial(s) did not finish" if result.failed else "no trial completed"
         _stderr().print(f"[bold red]error:[/] {what}; see {result.sweep_dir / 'results.csv'}.", highlight=False)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The spec file to write. Defaults to experiment.yaml (sweep.yaml for --template sweep); "
+        "an existing directory gets that name inside it, missing parent directories are created.", show_default=False),
+    ] = None,
+    template: Annotated[
+        Template,
+        typer.Option(help="The starter: quickstart (breast-cancer MLP with L2, dropout, BatchNorm, early stopping), "
+        "cnn (digits CNN), regression (diabetes), csv (your own table) or sweep (L2 x dropout over 3 seeds)."),
+    ] = Template.quickstart,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing spec file and its schema file.")] = False,
+) -> None:
+    """Write a commented starter spec that validates, and beside it the JSON Schema editors check it with."""
+    from regcli.starters import init_spec
+
+    with _errors():
+        result = init_spec(path, template, force=force)
+    for directory in result.created_dirs:
+        typer.echo(f"created {directory}/")
+    typer.echo(f"wrote {result.spec} ({template.value} template)")
+    if result.schema_written:
+        typer.echo(f"wrote {result.schema} (its first line points YAML editors at this schema)")
+    for note in result.notes:
+        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+    command = "sweep" if template is Template.sweep else "train"
+    typer.echo(f"next: regcli validate {result.spec} && regcli {command} {result.spec}")
+
+
+@app.command()
+def schema(
+    sweep_: Annotated[
+        bool, typer.Option("--sweep", help="The sweep spec's schema instead of the experiment spec's.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the schema to this file instead of printing it.")] = None,
+) -> None:
+    """Print the JSON Schema of the experiment spec (or the sweep spec), for editors and other tools."""
+    from regcli.starters import schema_text, write_schema
+
+    with _errors():
+        if out is not None:
+            typer.echo(f"wrote {write_schema(out, sweep=sweep_)}")
+            return
+        text = schema_text(sweep=sweep_)
+    typer.echo(text, nl=False)
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A run directory or a sweep directory.")],
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
+) -> None:
+    """Write one self-contained report.html (figures inlined, no network) into a run or sweep directory."""
+    from regcli.htmlreport import open_in_browser, write_report
+
+    with _errors():
+        written = write_report(directory)
+    typer.echo(str(written))
+    if open_ and not open_in_browser(written):
+        _stderr().print(f"no web browser available: open {written} yourself.", highlight=False, markup=False,
+                       soft_wrap=True)
 
 
 def main() -> None:

@@ -20,6 +20,11 @@ What is and isn't identical to K separate runs (same seed):
   spec's seed, so they match a separate run when the call order matches; not guaranteed;
 - `seconds` is the packed epoch's wall time, shared by all towers.
 
+Towers of the same shape (shorthand MLPs with equal widths, activation and BatchNorm
+on/off: `regcli.vstack.stack_signature`) share one `TowerStack`: one batched kernel per
+block for all of them, so the fused model is traced once per shape, not once per tower.
+Other towers (explicit `layers:`) are separate sub-models of the fused model.
+
 Towers stop independently: each has its own Keras EarlyStopping (driven with the tower's
 logs, restoring the tower's best weights); the fused model trains until the last tower
 stops. A tower whose loss becomes NaN is `diverged` without stopping the others.
@@ -33,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from regcli.model import build_model, make_loss, make_metrics, task_head
 from regcli.packing import pack_key  # noqa: F401 - re-exported: regcli.packed.pack_key
@@ -40,7 +46,6 @@ from regcli.train import (
     TrainResult,
     _Feeder,
     _targets,
-    clean_metrics,
     clean_subset,
     finish,
     make_early_stopping,
@@ -49,25 +54,73 @@ from regcli.train import (
     steps_per_execution,
     weight_penalty,
 )
+from regcli.vstack import StackLoss, TowerStack, stack_metrics, stack_signature
+
+
+class _StackView:
+    """One tower of a stack, as Keras's EarlyStopping sees a model: weights and `stop_training`.
+
+    `get_weights` slices the tower's weights out of the stack (in the tower model's order);
+    `set_weights` (the best-weights restore) loads them into the tower's own model.
+    """
+
+    def __init__(self, tower: _Tower, stack: TowerStack, index: int):
+        self.tower, self.stack, self.index = tower, stack, index
+        self.vars = stack.tower_vars(tower.model)
+        self.stop_training = False
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [np.array(keras.ops.convert_to_numpy(v)[self.index]) for v in self.vars]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.tower.model.set_weights(weights)
+        self.tower.synced = True
 
 
 class _Tower:
-    """One packed config: its spec, submodel, early stopping and history."""
+    """One packed config: its spec, its own model (the one shipped), early stopping and history."""
 
     def __init__(self, index: int, spec: Any, model: keras.Model, early):
         self.index, self.spec, self.model, self.early = index, spec, model, early
         self.name = f"t{index}"
         self.rows: list[dict[str, float]] = []
         self.done = False
+        self.view: _StackView | None = None  # set when the tower trains inside a stack
+        self.synced = True  # whether `model` holds the tower's current (or restored) weights
         model.stop_training = False
+
+    @property
+    def target(self):
+        """What early stopping watches and stops: the stack view, or the tower's sub-model."""
+        return self.view if self.view is not None else self.model
+
+    def output(self) -> tuple[str, int | None]:
+        """The fused model's output holding this tower: (name, index in the stack or None)."""
+        if self.view is None:
+            return self.name, None
+        return self.view.stack.name, self.view.index
+
+
+def _value(logs: dict, prefix: str, output: str, metric: str, index: int | None) -> float | None:
+    """One tower's value of `metric` in Keras's logs (a vector for stacks).
+
+    Keras names a metric `<prefix><output>_<metric>`, but just `<prefix><metric>` when the
+    fused model has a single output (one stack holding every tower).
+    """
+    value = logs.get(f"{prefix}{output}_{metric}", logs.get(f"{prefix}{metric}"))
+    if value is None:
+        return None
+    return float(value if index is None else np.asarray(value)[index])
 
 
 class PackedRecorder(keras.callbacks.Callback):
     """Splits the fused model's logs into per-tower history rows and drives per-tower stopping."""
 
-    def __init__(self, towers: list[_Tower], clean_feed: tuple, on_epoch: Callable[[int, dict], None] | None):
+    def __init__(self, towers: list[_Tower], stacks: list[TowerStack], clean_feed: tuple, metric_names: list[str],
+                 on_epoch: Callable[[int, dict], None] | None):
         super().__init__()
-        self.towers, self.clean_feed, self.on_epoch = towers, clean_feed, on_epoch
+        self.towers, self.stacks, self.clean_feed = towers, stacks, clean_feed
+        self.metric_names, self.on_epoch = metric_names, on_epoch
         self._t0 = 0.0
 
     def on_train_begin(self, logs=None):
@@ -81,45 +134,111 @@ class PackedRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._t0
         logs = logs or {}
-        clean = clean_metrics(self.model, self.clean_feed)
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        model = self.model  # on JAX, reading `self.model` syncs the variables the stack views read
+        clean = model.test_on_batch(*self.clean_feed, return_dict=True)
+        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        penalties = {s.name: keras.ops.convert_to_numpy(s.penalties()) for s in self.stacks}
         for tower in self.towers:
             if tower.done:
                 continue
-            row = self._row(tower, epoch, logs, clean, lr, seconds)
+            output, index = tower.output()
+            penalty = weight_penalty(tower.model) if index is None else float(penalties[output][index])
+            row = self._row(output, index, epoch, logs, clean, penalty, lr, seconds)
             tower.rows.append(row)
+            if tower.view is not None:
+                tower.synced = False
             if self.on_epoch is not None:
                 self.on_epoch(tower.index, row)
             if not math.isfinite(row["loss"]):
                 tower.done = True  # diverged; the others go on (their gradients are independent)
             elif tower.early is not None:
                 tower.early.on_epoch_end(epoch, row)
-                tower.done = bool(tower.model.stop_training)
+                tower.done = bool(tower.target.stop_training)
         if all(t.done for t in self.towers):
-            self.model.stop_training = True
+            model.stop_training = True
 
     def on_train_end(self, logs=None):
         for tower in self.towers:
             if tower.early is not None:
                 tower.early.on_train_end()  # restores the tower's best weights when asked to
 
-    @staticmethod
-    def _row(tower: _Tower, epoch: int, logs: dict, clean: dict, lr: float, seconds: float) -> dict[str, float]:
-        n = tower.name
-        penalty = weight_penalty(tower.model)  # Keras adds it to a separate run's loss/val_loss
+    def _row(self, output, index, epoch, logs, clean, penalty, lr, seconds) -> dict[str, float]:
+        """A history row as an unpacked run writes it; `loss` columns add the tower's penalty, as Keras does."""
         row: dict[str, float] = {"epoch": epoch + 1}
-        for prefix, source in (("", logs), ("val_", logs), ("clean_", clean)):
-            src_prefix = "val_" if prefix == "val_" else ""
-            for key, value in source.items():
-                head = f"{src_prefix}{n}_"
-                if key.startswith(head):
-                    metric = key[len(head):]
-                    row[f"{prefix}{metric}"] = float(value)
-            if f"{prefix}loss" in row:
-                row[f"{prefix}loss"] = row[f"{prefix}loss"] + penalty
+        for prefix, source, src_prefix in (("", logs, ""), ("val_", logs, "val_"), ("clean_", clean, "")):
+            data_loss = _value(source, src_prefix, output, "data_loss", index)
+            if data_loss is not None:
+                # Keras's per-output loss is the tower's data loss; a stack's is the sum over its towers.
+                row[f"{prefix}loss"] = data_loss + penalty
+                row[f"{prefix}data_loss"] = data_loss
+            for metric in self.metric_names:
+                value = _value(source, src_prefix, output, metric, index)
+                if value is not None:
+                    row[f"{prefix}{metric}"] = value
         row["lr"] = lr
         row["seconds"] = seconds
         return row
+
+
+def _stack_towers(towers: list[_Tower]) -> tuple[dict[tuple, list[_Tower]], list[_Tower]]:
+    """Groups towers by `stack_signature`; towers that can't be stacked are returned apart."""
+    groups: dict[tuple, list[_Tower]] = {}
+    loose = []
+    for tower in towers:
+        signature = stack_signature(tower.spec.model)
+        if signature is None:
+            loose.append(tower)
+        else:
+            groups.setdefault(signature, []).append(tower)
+    return groups, loose
+
+
+def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
+    """Copies each member's model weights (its own seeded initialization) into its slice of the stack."""
+    views = [_StackView(t, stack, j) for j, t in enumerate(members)]
+    for i, var in enumerate(views[0].vars):
+        value = np.array(keras.ops.convert_to_numpy(var))
+        for view in views:
+            value[view.index] = keras.ops.convert_to_numpy(view.tower.model.weights[i])
+        var.assign(value)
+    for tower, view in zip(members, views, strict=True):
+        tower.view = view
+        if tower.early is not None:
+            tower.early.set_model(view)
+
+
+def _store_shipped(stacks: list[TowerStack], towers: list[_Tower]) -> None:
+    """Syncs both ways at the end: towers without a restore take their final stack slice; the
+    stack then holds every tower's shipped weights, for one fused evaluation of all of them."""
+    for tower in towers:
+        if tower.view is not None and not tower.synced:
+            tower.model.set_weights(tower.view.get_weights())
+            tower.synced = True
+    for stack in stacks:
+        members = [t for t in towers if t.view is not None and t.view.stack is stack]
+        for i, var in enumerate(members[0].view.vars):
+            value = np.array(keras.ops.convert_to_numpy(var))
+            for tower in members:
+                value[tower.view.index] = keras.ops.convert_to_numpy(tower.model.weights[i])
+            var.assign(value)
+
+
+def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[str], metric: str) -> dict[int, dict]:
+    """Inference-mode loss and metrics of every stacked tower from ONE evaluation of the fused model."""
+    logs = {k: v for k, v in fused.evaluate(**feed, verbose=0, return_dict=True).items()}
+    out = {}
+    for tower in towers:
+        if tower.view is None:
+            continue
+        output, index = tower.output()
+        values = {m: _value(logs, "", output, m, index) for m in ["data_loss", *metric_names]}
+        values = {k: v for k, v in values.items() if v is not None}
+        penalty = float(keras.ops.convert_to_numpy(tower.view.stack.penalties())[index])
+        values["loss"] = values["data_loss"] + penalty
+        value = values.get(metric, math.nan)
+        values["error"] = (1.0 - value) if metric == "accuracy" else value
+        out[tower.index] = values
+    return out
 
 
 def train_packed(
@@ -139,45 +258,64 @@ def train_packed(
         model = build_model(spec.model, n_features=ds.x_train.shape[1], task=ds.task, n_classes=ds.n_classes,
                             image_shape=ds.image_shape, name=f"t{k}")
         towers.append(_Tower(k, spec, model, make_early_stopping(spec.training.early_stopping)))
-        if towers[-1].early is not None:
-            towers[-1].early.set_model(model)
     keras.utils.set_random_seed(first.seed)
 
+    groups, loose = _stack_towers(towers)
     inputs = keras.Input(shape=(ds.x_train.shape[1],), name="features")
-    fused = keras.Model(inputs, {t.name: t.model(inputs) for t in towers}, name="packed")
+    outputs, losses, metrics, stacks = {}, {}, {}, []
+    for g, members in enumerate(groups.values()):
+        stack = TowerStack([t.spec.model for t in members], head.units, head.activation, seed=first.seed, name=f"s{g}")
+        outputs[stack.name] = stack(inputs)
+        losses[stack.name] = StackLoss(ds.task, len(members))
+        metrics[stack.name] = stack_metrics(ds.task, head.metric_name, len(members))
+        _load_into_stack(stack, members)
+        stacks.append(stack)
+    for tower in loose:
+        outputs[tower.name] = tower.model(inputs)
+        losses[tower.name] = make_loss(ds.task)
+        metrics[tower.name] = make_metrics(ds.task)
+        if tower.early is not None:
+            tower.early.set_model(tower.model)
+    fused = keras.Model(inputs, outputs, name="packed")
     training = first.training
     steps = max(1, math.ceil(len(ds.x_train) / training.batch_size))
     spe = steps_per_execution(steps)
-    fused.compile(
-        optimizer=make_optimizer(training),
-        loss={t.name: make_loss(ds.task) for t in towers},
-        metrics={t.name: make_metrics(ds.task) for t in towers},
-        steps_per_execution=spe,
-    )
+    fused.compile(optimizer=make_optimizer(training), loss=losses, metrics=metrics, steps_per_execution=spe)
     y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
 
-    def per_tower(y):
-        return {t.name: y for t in towers}
+    def per_output(y):
+        return {name: y for name in outputs}
 
     feeder = _Feeder(first.seed)
     clean_idx = clean_subset(ds, first.seed)
-    recorder = PackedRecorder(towers, feeder.clean_batch(ds.x_train[clean_idx], per_tower(y_train[clean_idx])), on_epoch)
+    metric_names = [m.name for m in make_metrics(ds.task) if m.name != "data_loss"]
+    recorder = PackedRecorder(towers, stacks, feeder.clean_batch(ds.x_train[clean_idx], per_output(y_train[clean_idx])),
+                              metric_names, on_epoch)
     started = time.perf_counter()
     fused.fit(
-        **feeder.train(ds.x_train, per_tower(y_train), training.batch_size),
-        validation_data=feeder.val_data(ds.x_val, per_tower(y_val)),
+        **feeder.train(ds.x_train, per_output(y_train), training.batch_size),
+        validation_data=feeder.val_data(ds.x_val, per_output(y_val)),
         epochs=training.epochs,
         callbacks=[recorder],
         verbose=0,
     )
     fit_seconds = time.perf_counter() - started
 
+    # Shipped weights into every tower's model and back into the stacks; then the inference-mode
+    # metrics of all stacked towers come from one evaluation per split, not one (traced) per tower.
+    _store_shipped(stacks, towers)
+    stacked = {}
+    if stacks:
+        train_m = _stack_metrics(fused, feeder.eval(ds.x_train, per_output(y_train)), towers, metric_names, head.metric_name)
+        val_m = _stack_metrics(fused, feeder.eval(ds.x_val, per_output(y_val)), towers, metric_names, head.metric_name)
+        stacked = {i: {"train": train_m[i], "val": val_m[i]} for i in train_m}
     results = []
     for tower in towers:
-        # The tower alone, compiled like a separate run, for its inference-mode metrics and its file.
+        # The tower alone, compiled like a separate run, for its file (and, unstacked, its metrics).
         tower.model.compile(optimizer=make_optimizer(training), loss=make_loss(ds.task), metrics=make_metrics(ds.task))
         extra = {"frozen_layers": [], "steps_per_execution": spe,
-                 "packed": {"size": len(towers), "index": tower.index, "fused_fit_seconds": fit_seconds}}
+                 "packed": {"size": len(towers), "index": tower.index, "fused_fit_seconds": fit_seconds,
+                            "stacked": tower.view is not None}}
         results.append(finish(tower.model, tower.rows, tower.early, tower.spec.training, ds, feeder, head,
-                              fit_seconds / len(towers), extra))
+                              fit_seconds / len(towers), extra, metrics=stacked.get(tower.index)))
     return results

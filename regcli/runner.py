@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regcli import __version__, rundir
+from regcli import __version__, rundir, tracking
 from regcli.errors import BadInputError, RegcliError, RunFailedError
 
 SMOKE_EPOCHS = 2
@@ -156,6 +156,7 @@ def run_experiment(
     from regcli.spec import dump_spec_yaml
 
     spec = effective_spec(spec, smoke=smoke)
+    tracking.preflight(spec)  # MLflow installed, its store writable or server reachable
     if run_dir is None:  # fail fast, before the data and the backend are loaded
         rundir.check_run_name(name or default_name(spec), "--name" if name else "name")
         rundir.ensure_out_dir(out)
@@ -193,6 +194,7 @@ def run_packed(
     keys = {pack_key(spec_to_dict(s)) for s in specs}
     if None in keys or len(keys) != 1:
         raise BadInputError("run_packed needs specs that differ only in model, diagnosis, name and early stopping.")
+    tracking.preflight(specs[0])  # tracking is part of the pack key: the same for every tower
     ds, train = _prepare(specs[0], smoke)
     runs = [rundir.claim_run_dir(Path(d)) for d in run_dirs]
     env = environment_info(specs[0].device)
@@ -202,16 +204,19 @@ def run_packed(
         rundir.write_status(run, "running")
         rundir.atomic_write_json(run / rundir.ENVIRONMENT, {**env, "packed": {"size": len(specs), "index": k}})
     tower_rows: list[list[dict]] = [[] for _ in specs]
+    trackers: list[tracking.RunTracker] = []
 
     def record(index: int, row: dict) -> None:
         tower_rows[index].append(row)
         rows = tower_rows[index]
         rundir.write_csv(runs[index] / rundir.HISTORY, rows, history_columns(rows), durable=False)
+        trackers[index].epoch(row)
         if on_epoch is not None:
             on_epoch(index, row)
 
     started = time.perf_counter()
     try:
+        trackers.extend(tracking.RunTracker(run, spec) for run, spec in zip(runs, specs, strict=True))
         results = packed.train_packed(specs, ds, on_epoch=record)
     except KeyboardInterrupt:
         for run in runs:
@@ -223,6 +228,9 @@ def run_packed(
         if isinstance(exc, RegcliError):
             raise
         raise RunFailedError(f"Packed training of {len(runs)} runs failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        for tracker in trackers:
+            tracker.close()
     seconds = (time.perf_counter() - started) / len(specs)
     outcomes = []
     for run, spec, result in zip(runs, specs, results, strict=True):
@@ -233,6 +241,8 @@ def run_packed(
         except OSError as exc:
             _try_status(run, "failed", f"could not write results: {exc}")
             raise RunFailedError(f"Could not write the results of {run}: {exc.strerror or exc}.") from None
+    for tracker, outcome in zip(trackers, outcomes, strict=True):
+        tracker.finish(outcome)
     return outcomes
 
 
@@ -262,6 +272,7 @@ def resume_run(
             f"--resume {run}: the run is still running (pid {status.get('pid')}). Stop it first, or wait for it."
         )
     spec = load_experiment_spec(run / rundir.CONFIG)
+    tracking.preflight(spec)
     env_path = run / rundir.ENVIRONMENT
     smoke = bool(rundir.read_json(env_path, "the environment").get("smoke")) if env_path.is_file() else False
     ds, train = _prepare(spec, smoke)
@@ -297,15 +308,19 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
     if on_start is not None:
         on_start(run, spec.training.epochs)
     rows: list[dict[str, Any]] = list(ckpt.rows[: ckpt.epoch]) if ckpt else []
+    tracker: tracking.RunTracker | None = None
 
     def record(row: dict) -> None:
         rows.append(row)
         # Not fsynced every epoch (the rename is atomic); the final write below is durable.
         rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows), durable=False)
+        tracker.epoch(row)
         if on_epoch is not None:
             on_epoch(row)
 
     try:
+        # A resumed run's TensorBoard logs are rewritten from the checkpoint's rows: no epoch twice.
+        tracker = tracking.RunTracker(run, spec, rows)
         init_path = str(Path(spec.model.init_from) / rundir.MODEL) if spec.model.init_from else None
         result = train.train(
             spec, ds, on_epoch=record, init_model_path=init_path, checkpoint_path=run / rundir.CHECKPOINT, resume=ckpt
@@ -329,6 +344,9 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
     except Exception as exc:  # a backend error: record it, report it without a traceback
         _try_status(run, "failed", f"{type(exc).__name__}: {exc}")
         raise RunFailedError(f"Training failed in {run}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if tracker is not None:
+            tracker.close()
 
     state = "diverged" if result.diverged else "completed"
     if ckpt is not None:
@@ -345,6 +363,7 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
             f"Files already there are complete; none is half-written."
         ) from None
     (run / rundir.CHECKPOINT).unlink(missing_ok=True)
+    tracker.finish(outcome)
     return outcome
 
 

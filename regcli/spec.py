@@ -61,11 +61,13 @@ __all__ = [
     "GaussianNoiseLayerSpec",
     "LayerSpec",
     "MaxPool2DLayerSpec",
+    "MlflowSpec",
     "ModelSpec",
     "RegularizerSpec",
     "SpecDumper",
     "SpecLoader",
     "SpatialDropout2DLayerSpec",
+    "TrackingSpec",
     "TrainingSpec",
     "apply_overrides",
     "dump_spec_yaml",
@@ -1213,6 +1215,89 @@ class DiagnosisSpec(_Strict):
     )
 
 
+# URI schemes MLflow can log to from here: a local directory (file store), a local SQLite
+# database, or a tracking server. A string without a scheme is a directory path.
+MLFLOW_URI_SCHEMES = ("file", "sqlite", "http", "https")
+_URI_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _mlflow_uri(value: Any, info: ValidationInfo) -> Any:
+    """tracking.mlflow.uri: a directory, file:///abs, sqlite:///file.db or http(s)://host; local ones made absolute."""
+    from urllib.parse import urlsplit
+
+    fix = "Use a directory such as mlruns, sqlite:///mlflow.db, or a tracking server such as http://localhost:5000."
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 4096:
+        _fail(_Problem("", "must be a non-empty string.", value, _type_hint(value, "string") or fix))
+    scheme = m.group(1).lower() if (m := _URI_SCHEME_RE.match(value)) else None
+    if scheme is None:  # a directory path: relative to the spec file's directory
+        return str(_resolve_path(value, info)[0])
+    if scheme not in MLFLOW_URI_SCHEMES:
+        _fail(_Problem("", f"must be a directory path or a {', '.join(MLFLOW_URI_SCHEMES)} URI.", value, fix))
+    parts = urlsplit(value)
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            _fail(_Problem("", "must be a file URI with an absolute path, file:///abs/path/mlruns.", value,
+                           "Or write the directory path without file: (relative paths are resolved "
+                           "against the spec file's directory)."))
+        return "file://" + os.path.normpath(parts.path)
+    if scheme == "sqlite":
+        path = value[len("sqlite:///"):] if value.lower().startswith("sqlite:///") else ""
+        if not path or path == ":memory:":
+            _fail(_Problem("", "must name a database file: sqlite:///mlflow.db (relative) or sqlite:////abs/mlflow.db.",
+                           value))
+        return "sqlite:///" + str(_resolve_path(path, info)[0])
+    if not parts.hostname:
+        _fail(_Problem("", f"must name the tracking server: {scheme}://HOST[:PORT].", value, fix))
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+    except ValueError:
+        _fail(_Problem("", "has an invalid port.", value, fix))
+    return value.rstrip("/")
+
+
+class MlflowSpec(_Strict):
+    """Where to log a run in MLflow: a tracking store and an experiment name.
+
+    Use it to browse runs and compare them in the MLflow UI. regcli logs once the run has
+    finished: params (the resolved spec, dotted keys), per-epoch metrics (step = epoch),
+    summary numbers, verdict and best epoch as tags, and the run directory's files as
+    artifacts. Needs `pip install 'regcli[mlflow]'`.
+    """
+
+    uri: Annotated[str, BeforeValidator(_mlflow_uri)] = Field(
+        description="Tracking store: a directory (file store; relative to the spec file), file:///abs/dir, "
+        "sqlite:///mlflow.db (relative to the spec file) or sqlite:////abs/mlflow.db, or http(s)://host:port."
+    )
+    experiment: Annotated[
+        str, _string(re.compile(r"[^\x00-\x1f\x7f]{1,256}"), "an experiment name of 1 to 256 printable characters")
+    ] = Field("regcli", description="MLflow experiment the run is logged to (created if missing). Defaults to `regcli`.")
+
+
+class TrackingSpec(_Strict):
+    """Experiment tracking, opt-in: TensorBoard event files and an MLflow run.
+
+    Both are off by default; the run directory alone is the record of a run.
+    """
+
+    tensorboard: bool = Field(
+        False,
+        description="Write per-epoch TensorBoard scalars (every history.csv column) to <run_dir>/tensorboard/. "
+        "Defaults to `False`.",
+    )
+    mlflow: MlflowSpec | None = Field(
+        None, description="Log the finished run to MLflow: {uri: ..., experiment: ...}. Defaults to `None`."
+    )
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_mapping(cls, value: Any) -> Any:
+        """tracking.mlflow is a mapping or null (a bare `true` or URI is a common slip)."""
+        if value is not None and not isinstance(value, dict):
+            _fail(_Problem("", "must be a mapping such as {uri: mlruns, experiment: regcli}, or null.", value,
+                           "Write the tracking store under uri:."))
+        return value
+
+
 class ExperimentSpec(_Strict):
     """One experiment: data, model, training and diagnosis settings (SPEC §2).
 
@@ -1245,6 +1330,9 @@ class ExperimentSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec, description="The network.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimizer and early stopping.")
     diagnosis: DiagnosisSpec = Field(default_factory=DiagnosisSpec, description="Diagnosis thresholds.")
+    tracking: TrackingSpec = Field(
+        default_factory=TrackingSpec, description="Experiment tracking (TensorBoard, MLflow); off by default."
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentSpec:
@@ -1482,6 +1570,8 @@ _TYPE_ERRORS = {
 
 
 _MISSING_FIXES = {
+    "tracking.mlflow.uri": "Name the tracking store, e.g. uri: mlruns (a directory), sqlite:///mlflow.db or "
+    "http://localhost:5000.",
     "data": "Add for example 'data: {source: breast_cancer}', or data.path: with your own .csv/.parquet/.npz file.",
 }
 
@@ -1564,6 +1654,8 @@ def _sections() -> dict[str, type[BaseModel]]:
         "training": TrainingSpec,
         "training.early_stopping": EarlyStoppingSpec,
         "diagnosis": DiagnosisSpec,
+        "tracking": TrackingSpec,
+        "tracking.mlflow": MlflowSpec,
     }
 
 
@@ -1794,7 +1886,8 @@ def load_experiment_spec(path: str | Path, overrides: Sequence[str] = ()) -> Exp
         )
     for text in overrides:
         key, value = parse_override(text)
-        if key in PATH_KEYS and isinstance(value, str) and value.strip():
+        local_uri = key == "tracking.mlflow.uri" and isinstance(value, str) and not _URI_SCHEME_RE.match(value)
+        if (key in PATH_KEYS or local_uri) and isinstance(value, str) and value.strip():
             candidate = _expand_user(value)
             value = str(candidate if candidate.is_absolute() else Path.cwd() / candidate)
         raw = set_dotted(raw, key, value)

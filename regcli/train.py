@@ -504,10 +504,12 @@ def clean_subset(ds: Any, seed: int) -> np.ndarray:
     return np.sort(rng.choice(len(ds.x_train), size=n_clean, replace=False))
 
 
-def finish(model, rows, early, training, ds, feeder, head, fit_seconds, extra) -> TrainResult:
+def finish(model, rows, early, training, ds, feeder, head, fit_seconds, extra, metrics=None) -> TrainResult:
     """The shipped epoch and why, inference-mode metrics of the shipped weights, the summary.
 
     `model` must already hold the shipped weights (EarlyStopping's end-of-training restore).
+    `metrics` (`{"train": ..., "val": ...}`) are those weights' inference-mode metrics when the
+    caller already has them (a packed stack evaluates all its towers at once); else evaluated here.
     """
     es_spec = training.early_stopping
     epochs_run = len(rows)
@@ -521,10 +523,12 @@ def finish(model, rows, early, training, ds, feeder, head, fit_seconds, extra) -
     monitor = es_spec.monitor
     best_value = rows[best_epoch - 1].get(monitor) if 0 < best_epoch <= epochs_run else None
 
-    y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
-    train_feed = feeder.eval(ds.x_train, y_train)
-    val_feed = feeder.eval(ds.x_val, y_val)
-    metrics = {"train": _evaluate(model, train_feed, head.metric_name), "val": _evaluate(model, val_feed, head.metric_name)}
+    if metrics is None:
+        y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
+        train_feed = feeder.eval(ds.x_train, y_train)
+        val_feed = feeder.eval(ds.x_val, y_val)
+        metrics = {"train": _evaluate(model, train_feed, head.metric_name),
+                   "val": _evaluate(model, val_feed, head.metric_name)}
     penalty = weight_penalty(model)
     train_loss = metrics["train"].get("loss", math.nan)
     summary = {
