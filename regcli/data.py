@@ -156,9 +156,15 @@ def load_dataset(data: Any, *, seed: int, task: str = "auto") -> Dataset:
         raw.where,
     )
     n_train_split = len(train_idx)
-    train_idx, fraction_stratified = _subset(
-        train_idx, _share(float(data.train_fraction), n_train_split, minimum=1), strat_labels, split_seed
-    )
+    keep = _share(float(data.train_fraction), n_train_split, minimum=1)
+    if classification and keep < n_classes:
+        fewest = min(1.0, -(-1000 * n_classes // n_train_split) / 1000)  # rounded up to 3 decimals
+        raise DataError(
+            f"data.train_fraction: {data.train_fraction} keeps {keep} of the {n_train_split} training rows of "
+            f"{raw.where}, fewer than its {n_classes} classes, so some class would have no training example. "
+            f"Use data.train_fraction >= {fewest:g}."
+        )
+    train_idx, fraction_stratified = _subset(train_idx, keep, strat_labels, split_seed)
 
     x_train, x_val, x_test = raw.x[train_idx], raw.x[val_idx], raw.x[test_idx]
     y_train, y_val, y_test = y[train_idx], y[val_idx], y[test_idx]

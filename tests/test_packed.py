@@ -20,12 +20,18 @@ BASE = {
     "data": {"source": "breast_cancer"},
     "training": {"epochs": 8, "batch_size": 32, "learning_rate": 3e-3},
 }
-# Differ in L2, BatchNorm and width; no dropout, so every column is comparable.
+# Differ in L1/L2, bias_l2, BatchNorm, width and layer kind; no dropout, so every column is
+# comparable. Towers 0 and 1, and 2 and 3, share a TowerStack (same shape); tower 4 is a
+# [32, 8] stack of its own; tower 5 (explicit layers) is a separate sub-model of the pack.
 MODELS = [
     {"hidden": [16], "batchnorm": False, "dropout": 0.0, "l2": 0.0},
+    {"hidden": [16], "batchnorm": False, "dropout": 0.0, "l2": 1e-2, "l1": 1e-3, "bias_l2": 1e-3},
     {"hidden": [16], "batchnorm": True, "dropout": 0.0, "l2": 1e-3},
+    {"hidden": [16], "batchnorm": True, "dropout": 0.0, "l2": 0.0, "l1": 1e-3},
     {"hidden": [32, 8], "batchnorm": False, "dropout": 0.0, "l2": 1e-2},
+    {"layers": [{"type": "dense", "units": 8, "activation": "relu"}]},
 ]
+STACKED = [True, True, True, True, True, False]
 ES = {"enabled": True, "monitor": "val_data_loss", "patience": 1, "restore_best_weights": True}
 
 
@@ -44,6 +50,7 @@ def test_packed_towers_match_separate_runs(tmp_path, early_stopping):
     configs = specs(tmp_path, early_stopping)
     assert len({pack_key(spec_to_dict(s)) for s in configs}) == 1
     packed = run_packed(configs, [tmp_path / "packed" / f"t{i}" for i in range(len(configs))])
+    assert [o.summary["packed"]["stacked"] for o in packed] == STACKED
     for spec, outcome in zip(configs, packed, strict=True):
         alone = run_experiment(spec, out=tmp_path / "alone")
         hp = pd.read_csv(outcome.run_dir / rundir.HISTORY)
@@ -56,7 +63,7 @@ def test_packed_towers_match_separate_runs(tmp_path, early_stopping):
         for key in ("best_epoch", "epochs_run", "stopped_early", "restored_best_weights"):
             assert outcome.summary[key] == alone.summary[key], key
         np.testing.assert_allclose(outcome.summary["metrics"]["val"]["data_loss"], alone.summary["metrics"]["val"]["data_loss"], rtol=1e-5)
-        assert outcome.summary["packed"]["size"] == 3
+        assert outcome.summary["packed"]["size"] == len(MODELS)
         assert sorted(p.name for p in outcome.run_dir.iterdir()) == sorted(p.name for p in alone.run_dir.iterdir())
         if early_stopping["enabled"]:
             replay = replay_early_stopping(list(hp["val_data_loss"]), mode="min", patience=1)
@@ -65,7 +72,7 @@ def test_packed_towers_match_separate_runs(tmp_path, early_stopping):
 
 
 def test_incompatible_specs_are_not_packed(tmp_path):
-    a, b, _ = specs(tmp_path, {"enabled": False})
+    a, b, *_ = specs(tmp_path, {"enabled": False})
     other_lr = b.model_copy(update={"training": b.training.model_copy(update={"learning_rate": 1e-2})})
     assert pack_key(spec_to_dict(a)) != pack_key(spec_to_dict(other_lr))
     other_seed = b.model_copy(update={"seed": 1})
@@ -74,3 +81,52 @@ def test_incompatible_specs_are_not_packed(tmp_path):
     fine_tune["model"]["freeze"] = [0]
     assert pack_key(fine_tune) is None
     assert json.loads(pack_key(spec_to_dict(a)))["training"].get("early_stopping") is None
+
+
+def test_a_stack_computes_each_towers_model_exactly(tmp_path):
+    """A TowerStack holding K towers' weights gives each tower's own outputs and penalty (inference mode)."""
+    import keras
+
+    from regcli.model import build_model
+    from regcli.packed import _load_into_stack, _Tower
+    from regcli.vstack import TowerStack
+
+    configs = specs(tmp_path, {"enabled": False})[2:4]  # two BatchNorm towers of one shape
+    towers = []
+    for k, spec in enumerate(configs):
+        keras.utils.set_random_seed(k)
+        model = build_model(spec.model, n_features=5, task="binary", n_classes=2, name=f"t{k}")
+        for var in model.weights:  # non-trivial BN statistics and biases too
+            var.assign(np.random.default_rng(k).normal(size=var.shape).astype("float32") ** 2 + 0.1)
+        towers.append(_Tower(k, spec, model, None))
+    stack = TowerStack([s.model for s in configs], 1, "sigmoid", name="s0")
+    stack(keras.Input((5,)))
+    _load_into_stack(stack, towers)
+    x = np.random.default_rng(9).normal(size=(7, 5)).astype("float32")
+    out = keras.ops.convert_to_numpy(stack(x, training=False))
+    assert out.shape == (7, 2, 1)
+    penalties = keras.ops.convert_to_numpy(stack.penalties())
+    for k, tower in enumerate(towers):
+        np.testing.assert_allclose(out[:, k], keras.ops.convert_to_numpy(tower.model(x, training=False)), rtol=1e-5)
+        np.testing.assert_allclose(penalties[k], sum(float(keras.ops.convert_to_numpy(loss)) for loss in tower.model.losses), rtol=1e-5)
+        np.testing.assert_array_equal(np.concatenate([w.ravel() for w in tower.view.get_weights()]),
+                                      np.concatenate([w.ravel() for w in tower.model.get_weights()]))
+
+
+def test_dropout_rates_are_per_tower(tmp_path):
+    """A dropout-free tower sharing a stack with a dropout tower trains exactly as it would alone."""
+    raw = {**BASE, "training": {**BASE["training"], "epochs": 3}}
+    configs = []
+    for i, rate in enumerate([0.0, 0.5]):
+        path = tmp_path / f"d{i}.yaml"
+        path.write_text(yaml.safe_dump({**raw, "model": {"hidden": [16], "batchnorm": False, "dropout": rate}}))
+        configs.append(load_experiment_spec(path))
+    packed = run_packed(configs, [tmp_path / "packed" / f"t{i}" for i in range(2)])
+    assert all(o.summary["packed"]["stacked"] for o in packed)
+    alone = run_experiment(configs[0], out=tmp_path / "alone")
+    hp, ha = (pd.read_csv(r.run_dir / rundir.HISTORY) for r in (packed[0], alone))
+    np.testing.assert_allclose(hp["val_data_loss"], ha["val_data_loss"], rtol=1e-5, atol=1e-6)
+    dropped = pd.read_csv(packed[1].run_dir / rundir.HISTORY)
+    # Dropout on: the as-trained loss is worse than the clean (inference-mode) one on the same rows.
+    assert (dropped["data_loss"] > dropped["clean_data_loss"]).all()
+    assert not np.allclose(dropped["val_data_loss"], hp["val_data_loss"])

@@ -25,6 +25,8 @@ from regcli.sweep import store
 from regcli.sweep.expand import format_value, same_value
 from regcli.sweep.spec import Sweep, penalty_knobs_varied
 
+FRACTION_KNOB = "data.train_fraction"  # a sweep over it is a data-size study (regcli.sweep.datacurve)
+
 # The per-trial numbers that results.csv carries and the leaderboard averages.
 BOARD_METRICS = ("val_data_loss", "val_loss", "val_error", "val_accuracy", "val_mae", "train_error", "gap")
 
@@ -60,6 +62,7 @@ def trial_row(sweep_dir: Path, trial: Any) -> dict[str, Any]:
         {
             "best_epoch": summary.get("best_epoch"),
             "epochs_run": summary.get("epochs_run"),
+            "n_train": summary.get("n_train"),  # the rows it really trained on (after --smoke's cap)
             "train_loss": train.get("loss"),
             "train_data_loss": train.get("data_loss"),
         }
@@ -266,7 +269,7 @@ def aggregate(sweep_dir: Path, sweep: Sweep) -> dict[str, Any]:
     The report: `{"results": DataFrame, "board": DataFrame, "best": dict | None, "notes": [...],
     "plots": [paths]}`.
     """
-    from regcli.sweep import plots
+    from regcli.sweep import datacurve, plots
 
     sweep_dir = Path(sweep_dir)
     results = write_results(sweep_dir, sweep)
@@ -279,9 +282,66 @@ def aggregate(sweep_dir: Path, sweep: Sweep) -> dict[str, Any]:
         best = best_record(results, board, sweep, winner, runner_up, notes)
     elif len(results):
         notes.insert(0, "No trial completed, so there is no winner.")
-    rundir.atomic_write_json(sweep_dir / store.BEST, best if best is not None else {"config": None, "notes": notes})
     written = plots.knob_plots(board, sweep, sweep_dir) if winner is not None else []
+    if best is not None and datacurve.is_data_size_study(sweep.trials):
+        written.extend(learning_curve(results, sweep, best, sweep_dir))
+    rundir.atomic_write_json(sweep_dir / store.BEST, best if best is not None else {"config": None, "notes": notes})
     return {"results": results, "board": board, "best": best, "notes": notes, "plots": written}
+
+
+def learning_curve(results: pd.DataFrame, sweep: Sweep, best: dict[str, Any], sweep_dir: Path) -> list[Path]:
+    """A data-size study: learning_curve.csv and .png, its reading in best.json and the notes.
+
+    The curve is drawn at the winner's values of any other swept knob (`datacurve.curve_line`);
+    the winner itself is still the validation pick, which here is expected to be the most data,
+    so the first note says so before the margin note can read as a tuning result.
+    """
+    from regcli.sweep import datacurve, plots
+
+    rows, fixed = datacurve.curve_line(results, sweep.knobs, best["params"])
+    table = datacurve.curve_table(rows)
+    rundir.write_csv(sweep_dir / datacurve.CSV_NAME, table.to_dict("records"), list(table.columns))
+    tolerances = {**datacurve.DEFAULTS, **{k: v for k, v in (sweep.resolved["base"].get("diagnosis") or {}).items() if v is not None}}
+    reading = datacurve.read_curve(
+        table,
+        target_error=tolerances.get("target_error"),
+        bias_tolerance=tolerances["bias_tolerance"],
+        gap_tolerance=tolerances["gap_tolerance"],
+    )
+    classification = "val_accuracy" in results
+    at = ", ".join(f"{k}={format_value(v)}" for k, v in fixed.items())
+    seeds = int(table["n_trials"].max()) if len(table) else 0
+    scope = f"{datacurve.error_label(classification)} vs training rows, {seeds} seed(s)" + (f", at {at}" if at else "")
+    if sweep.smoke:
+        scope += "; --smoke caps training at 256 rows, n is the rows really trained on"
+    fraction = best["params"].get(FRACTION_KNOB)
+    largest = max(knob_range(sweep, FRACTION_KNOB))
+    others = [k for k in sweep.knobs if k != FRACTION_KNOB]
+    study = (
+        f"This sweep is a data-size study ({FRACTION_KNOB} is swept), so its winner"
+        + ("" if not others else f"'s {FRACTION_KNOB}")
+        + f" is no tuning result: {best['config']} "
+        + (
+            f"has the largest fraction ({format_value(fraction)}), and more training rows are expected to win on "
+            f"validation"
+            if same_value(fraction, largest)
+            else f"has {FRACTION_KNOB} {format_value(fraction)}, not the largest ({format_value(largest)}): more rows "
+            f"did not beat seed noise on validation"
+        )
+        + (". " if not others else f"; compare {', '.join(others)} at equal data. ")
+        + f"Read the learning curve ({datacurve.PNG_NAME}, {datacurve.CSV_NAME})."
+    )
+    best["notes"].insert(0, study)
+    best["notes"].append(f"Learning curve ({scope}): {reading['sentence']}")
+    best["learning_curve"] = {
+        **reading,
+        "metric": "error",
+        "at": fixed,
+        "csv": datacurve.CSV_NAME,
+        "png": datacurve.PNG_NAME,
+    }
+    written = plots.learning_curve_plot(table, reading, sweep_dir / datacurve.PNG_NAME, classification=classification, scope=scope)
+    return [written] if written is not None else []
 
 
 def write_results(sweep_dir: Path, sweep: Sweep) -> pd.DataFrame:
@@ -372,6 +432,7 @@ def best_record(
                 best_values[knob] = parse_cell(_best_of(rows, metric, mode)[knob])
     else:
         best_values = dict(params)
+    best_values.pop(FRACTION_KNOB, None)  # 1.0 is the whole training split: there is nothing beyond it
     notes.extend(edge_notes(sweep, best_values))
     if sweep.smoke:
         notes.append("--smoke: at most 2 trials of 2 epochs on 256 training rows; this checks the wiring, not the ranking.")

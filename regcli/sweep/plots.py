@@ -8,6 +8,9 @@ For every swept knob, two figures from the leaderboard (means and ±1 std over s
   configurations: where the gap closes without the validation error rising is where
   regularization starts to help, where both rise it has started to hurt.
 
+A sweep over `data.train_fraction` also gets `learning_curve.png` (`learning_curve_plot`):
+clean train and validation error against the number of training rows (see `datacurve`).
+
 Values sit at evenly spaced positions labelled with the values (penalties such as
 0, 1e-5, 1e-4 have no useful linear or log axis). Matplotlib with the Agg backend only.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +107,37 @@ def knob_plots(board: pd.DataFrame, sweep: Any, sweep_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def learning_curve_plot(table: pd.DataFrame, reading: dict[str, Any], path: Path, *, classification: bool, scope: str) -> Path | None:
+    """`learning_curve.png`: clean train and validation error vs training rows (±1 std over seeds).
+
+    The x axis is log2-scaled (each tick a training-set size), so equal steps are doublings,
+    the unit the reading speaks in. Nothing is written for an empty table.
+    """
+    if table.empty:
+        return None
+    plt = _pyplot()
+    x = [int(n) for n in table["n_train"]]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for column, label, style in (("train_error", "clean train error", "s--"), ("val_error", "validation error", "o-")):
+        mean, std = _mean(table, f"{column}_mean"), _std(table, f"{column}_std")
+        ax.errorbar(x, mean, yerr=std, fmt=style, capsize=4, label=label)
+        ax.fill_between(x, [m - s for m, s in zip(mean, std, strict=True)], [m + s for m, s in zip(mean, std, strict=True)], alpha=0.12)
+    evidence = reading.get("evidence") or {}
+    if "bias_tolerance" in evidence:
+        ceiling = evidence["target_error"] + evidence["bias_tolerance"]
+        ax.axhline(ceiling, color="grey", linestyle=":", linewidth=1, label=f"target + bias tolerance ({ceiling:.2g})")
+    if len(set(x)) > 1:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(n) for n in x])
+    ax.minorticks_off()
+    ax.set_xlabel("training rows (n_train)")
+    ax.set_ylabel("error (1 - accuracy)" if classification else "error (mae)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"learning curve: {reading['verdict'].replace('_', ' ')}\n" + textwrap.fill(f"({scope})", 90), fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+    return path

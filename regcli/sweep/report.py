@@ -100,7 +100,8 @@ def leaderboard_table(result: Any):
     if best:
         test = best.get("final_test")
         tested = f"; test error {_num(test['metrics'].get('error'))} ({best['shipped_run']})" if test else ""
-        table.caption = (table.caption + "\n" if table.caption else "") + f"winner: {best['config']}{tested}"
+        study = " (a data-size study: more rows are expected to win; read learning_curve.png)" if best.get("learning_curve") else ""
+        table.caption = (table.caption + "\n" if table.caption else "") + f"winner: {best['config']}{study}{tested}"
     return table
 
 

@@ -9,6 +9,7 @@ raises `Interrupted` (exit code 130).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from regcli import rundir
-from regcli.errors import BadInputError, RunDirError
+from regcli.errors import BadInputError, DataError, RunDirError
 from regcli.packing import group_packs, pack_key
 from regcli.runner import Interrupted
 from regcli.spec import spec_to_dict
 from regcli.sweep import store
+from regcli.sweep.aggregate import FRACTION_KNOB
 from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
 from regcli.sweep.report import TrialProgress
 from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
@@ -91,6 +93,7 @@ def prepare_sweep(
         sweep = load_sweep(config, smoke=smoke)
         out = Path(out) if out is not None else Path("runs")
         rundir.check_run_name(sweep.name, "name")
+        _check_train_fractions(sweep)
         return SweepPlan(sweep, executor, jobs, address, out, None, list(sweep.warnings), pack)
     if out is not None:
         raise BadInputError(f"--out does not apply with --resume: the trials are written into {resume}. Remove --out.")
@@ -121,6 +124,32 @@ def prepare_sweep(
             f"(was it written by another regcli version, or edited?). Start a new sweep from {store.SWEEP_SPEC}."
         )
     return SweepPlan(sweep, executor, jobs, address, sweep_dir.parent, sweep_dir, list(sweep.warnings), pack)
+
+
+def _check_train_fractions(sweep: Sweep) -> None:
+    """A swept data.train_fraction so small that its training rows cannot hold every class fails
+    here, as bad input, not as failed trials: the smallest fraction of each data set is loaded once
+    (no TensorFlow; sklearn's bundled sets take well under a second)."""
+    if FRACTION_KNOB not in sweep.knobs:
+        return
+    from regcli.data import load_dataset
+
+    smallest: dict[str, Any] = {}
+    for trial in sweep.trials:
+        spec = sweep.specs[trial.id]
+        data = spec.data.model_dump()
+        key = json.dumps({k: v for k, v in data.items() if k not in ("train_fraction", "split_seed")}, sort_keys=True, default=str)
+        if key not in smallest or spec.data.train_fraction < smallest[key].data.train_fraction:
+            smallest[key] = spec
+    for spec in smallest.values():
+        try:
+            load_dataset(spec.data, seed=spec.seed, task=spec.model.task)
+        except DataError as exc:
+            if not str(exc).startswith(FRACTION_KNOB):
+                raise
+            raise DataError(
+                f"Invalid sweep spec {sweep.source}:\n  params.{FRACTION_KNOB}, value {spec.data.train_fraction}: {exc}"
+            ) from None
 
 
 def _check_options(executor: str, address: str | None, jobs: int | None) -> None:
