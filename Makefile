@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The extras the tests need: dev (pytest, hypothesis, ruff), jax (the second backend CI tests)
-# and ray (the Ray executor's tests start a real local Ray cluster).
+# ray (the Ray executor's tests start a real local Ray cluster) and mlflow (tracking, read back in tests).
 EXTRAS ?= dev,jax,ray,mlflow
 
 .PHONY: install run test test-fast lint bench clean

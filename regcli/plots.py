@@ -18,9 +18,10 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, tight: bool = True) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    # bbox_inches="tight" draws the figure twice (measure, then render): ~40% of a plot's time.
+    fig.savefig(buf, format="png", dpi=110, **({"bbox_inches": "tight"} if tight else {}))
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -34,6 +35,9 @@ def learning_curves(history, summary: dict[str, Any], path: Path) -> None:
     plt = _figure()
     metric = "accuracy" if "accuracy" in history.columns else "mae"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    # Fixed margins instead of a tight bounding box: every run (and packed tower) draws this
+    # figure once, so one draw instead of two saves ~0.2 s a run.
+    fig.subplots_adjust(left=0.055, right=0.985, bottom=0.12, top=0.86, wspace=0.18)
     epochs = history["epoch"]
     panels = [
         ("loss (penalty-free data loss)", "data_loss", axes[0]),
@@ -58,5 +62,5 @@ def learning_curves(history, summary: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{summary.get('run_name', '')}  (seed {summary.get('seed')}, {summary.get('backend')})", fontsize=10)
-    _save(fig, path)
+    _save(fig, path, tight=False)
     plt.close(fig)
