@@ -313,6 +313,9 @@ def train_packed(
     for tower in towers:
         # The tower alone, compiled like a separate run, for its file (and, unstacked, its metrics).
         tower.model.compile(optimizer=make_optimizer(training), loss=make_loss(ds.task), metrics=make_metrics(ds.task))
+        # Built, so the saved optimizer has the variables a loaded model expects (Keras warns
+        # "Skipping variable loading for optimizer" on a model saved with an unbuilt one).
+        tower.model.optimizer.build(tower.model.trainable_variables)
         extra = {"frozen_layers": [], "steps_per_execution": spe,
                  "packed": {"size": len(towers), "index": tower.index, "fused_fit_seconds": fit_seconds,
                             "stacked": tower.view is not None}}

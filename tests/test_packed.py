@@ -130,3 +130,13 @@ def test_dropout_rates_are_per_tower(tmp_path):
     # Dropout on: the as-trained loss is worse than the clean (inference-mode) one on the same rows.
     assert (dropped["data_loss"] > dropped["clean_data_loss"]).all()
     assert not np.allclose(dropped["val_data_loss"], hp["val_data_loss"])
+    # A tower's model.keras loads like an unpacked run's (`regcli test` does this), without warnings.
+    import warnings
+
+    from regcli.train import load_shipped_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_shipped_model(packed[0].run_dir / rundir.MODEL)
+    assert [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)] == []
+    assert len(model.optimizer.variables) > 2
