@@ -64,13 +64,21 @@ class _StackView:
     `set_weights` (the best-weights restore) loads them into the tower's own model.
     """
 
-    def __init__(self, tower: _Tower, stack: TowerStack, index: int):
+    def __init__(self, tower: _Tower, stack: TowerStack, index: int, snapshot: dict | None = None):
         self.tower, self.stack, self.index = tower, stack, index
         self.vars = stack.tower_vars(tower.model)
         self.stop_training = False
+        # Stack variables as numpy, shared by the stack's views and cleared every epoch: when
+        # several towers improve at once, each stack variable is copied out once, not once a tower.
+        self.snapshot = {} if snapshot is None else snapshot
 
     def get_weights(self) -> list[np.ndarray]:
-        return [np.array(keras.ops.convert_to_numpy(v)[self.index]) for v in self.vars]
+        out = []
+        for var in self.vars:
+            if id(var) not in self.snapshot:
+                self.snapshot[id(var)] = keras.ops.convert_to_numpy(var)
+            out.append(np.array(self.snapshot[id(var)][self.index]))
+        return out
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.tower.model.set_weights(weights)
@@ -139,6 +147,9 @@ class PackedRecorder(keras.callbacks.Callback):
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         penalties = {s.name: keras.ops.convert_to_numpy(s.penalties()) for s in self.stacks}
         for tower in self.towers:
+            if tower.view is not None:
+                tower.view.snapshot.clear()  # the weights changed this epoch
+        for tower in self.towers:
             if tower.done:
                 continue
             output, index = tower.output()
@@ -195,7 +206,8 @@ def _stack_towers(towers: list[_Tower]) -> tuple[dict[tuple, list[_Tower]], list
 
 def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
     """Copies each member's model weights (its own seeded initialization) into its slice of the stack."""
-    views = [_StackView(t, stack, j) for j, t in enumerate(members)]
+    snapshot: dict = {}
+    views = [_StackView(t, stack, j, snapshot) for j, t in enumerate(members)]
     for i, var in enumerate(views[0].vars):
         value = np.array(keras.ops.convert_to_numpy(var))
         for view in views:
@@ -210,6 +222,9 @@ def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
 def _store_shipped(stacks: list[TowerStack], towers: list[_Tower]) -> None:
     """Syncs both ways at the end: towers without a restore take their final stack slice; the
     stack then holds every tower's shipped weights, for one fused evaluation of all of them."""
+    for tower in towers:
+        if tower.view is not None:
+            tower.view.snapshot.clear()
     for tower in towers:
         if tower.view is not None and not tower.synced:
             tower.model.set_weights(tower.view.get_weights())

@@ -145,8 +145,10 @@ class TowerStack(keras.layers.Layer):
             block["moving_variance"].assign(block["moving_variance"] * m + variance * (1.0 - m))
         else:
             mean, variance = block["moving_mean"], block["moving_variance"]
-        return ops.batch_normalization(x, ops.expand_dims(mean, 1), ops.expand_dims(variance, 1), axis=-1,
-                                       offset=beta, scale=gamma, epsilon=self.epsilon)
+        # tf.nn.batch_normalization's formula (Keras's on TensorFlow and JAX alike), with (K, 1, width)
+        # statistics: ops.batch_normalization wants 1-D ones on some backends.
+        inv = ops.rsqrt(ops.expand_dims(variance, 1) + self.epsilon) * gamma
+        return x * inv + (beta - ops.expand_dims(mean, 1) * inv)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.k, self.units)

@@ -140,3 +140,41 @@ def test_dropout_rates_are_per_tower(tmp_path):
         model = load_shipped_model(packed[0].run_dir / rundir.MODEL)
     assert [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)] == []
     assert len(model.optimizer.variables) > 2
+
+
+JAX_CHECK = """
+import json, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+from regcli.spec import load_experiment_spec
+from regcli.runner import run_packed, run_experiment
+tmp = Path(sys.argv[1])
+specs = [load_experiment_spec(p) for p in sorted(tmp.glob("s*.yaml"))]
+packed = run_packed(specs, [tmp / "packed" / f"t{i}" for i in range(len(specs))])
+alone = run_experiment(specs[1], out=tmp / "alone")
+hp, ha = (pd.read_csv(o.run_dir / "history.csv") for o in (packed[1], alone))
+print(json.dumps({"stacked": [o.summary["packed"]["stacked"] for o in packed],
+                  "diff": float(np.abs(hp["val_data_loss"] - ha["val_data_loss"]).max()),
+                  "best": [packed[1].summary["best_epoch"], alone.summary["best_epoch"]]}))
+"""
+
+
+def test_stacks_train_on_the_jax_backend_too(tmp_path):
+    """The GPU runs use JAX: a BatchNorm stack with per-tower early stopping matches a separate JAX run."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    for i, model in enumerate([{"l2": 0.0}, {"l2": 1e-2}, {"l2": 1e-3, "dropout": 0.3}]):
+        raw = {**BASE, "backend": "jax", "model": {"hidden": [16], "batchnorm": True, "dropout": 0.0, **model},
+               "training": {**BASE["training"], "epochs": 5, "early_stopping": ES}}
+        (tmp_path / f"s{i}.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", JAX_CHECK, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["stacked"] == [True, True, True]
+    assert result["diff"] < 1e-5
+    assert result["best"][0] == result["best"][1]

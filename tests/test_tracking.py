@@ -178,6 +178,19 @@ def test_unusable_mlflow_store_fails_fast_before_training(tmp_path, kind):
     assert not out.exists() or not any(out.iterdir())  # no half-written run directory
 
 
+def test_a_sweep_with_an_unusable_mlflow_store_stops_before_any_trial(tmp_path):
+    if not tracking.mlflow_installed():
+        pytest.skip("mlflow is not installed")
+    path = write_spec(tmp_path, {"mlflow": {"uri": f"http://127.0.0.1:{free_port()}"}})
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "tracked", "base": path.name, "params": {"model.l2": [0.0, 1e-3]}}))
+    out = tmp_path / "runs"
+    result = invoke("sweep", sweep, "--out", out, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "tracking.mlflow.uri" in result.output and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())  # no sweep directory, no trial started
+
+
 # ======================================================================================
 # A real run with TensorBoard and MLflow (file store)
 # ======================================================================================

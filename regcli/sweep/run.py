@@ -94,6 +94,7 @@ def prepare_sweep(
         out = Path(out) if out is not None else Path("runs")
         rundir.check_run_name(sweep.name, "name")
         _check_train_fractions(sweep)
+        _check_tracking(sweep)
         return SweepPlan(sweep, executor, jobs, address, out, None, list(sweep.warnings), pack)
     if out is not None:
         raise BadInputError(f"--out does not apply with --resume: the trials are written into {resume}. Remove --out.")
@@ -124,6 +125,19 @@ def prepare_sweep(
             f"(was it written by another regcli version, or edited?). Start a new sweep from {store.SWEEP_SPEC}."
         )
     return SweepPlan(sweep, executor, jobs, address, sweep_dir.parent, sweep_dir, list(sweep.warnings), pack)
+
+
+def _check_tracking(sweep: Sweep) -> None:
+    """A `tracking:` block that cannot work (MLflow missing, store not writable, server silent) stops
+    the sweep before any trial starts, as it stops `regcli train` (exit code 2)."""
+    from regcli import tracking
+
+    checked = set()
+    for spec in sweep.specs.values():
+        key = repr(spec.tracking)
+        if key not in checked:
+            checked.add(key)
+            tracking.preflight(spec)
 
 
 def _check_train_fractions(sweep: Sweep) -> None:
