@@ -145,10 +145,11 @@ class PackedRecorder(keras.callbacks.Callback):
         model = self.model  # on JAX, reading `self.model` syncs the variables the stack views read
         clean = model.test_on_batch(*self.clean_feed, return_dict=True)
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        penalties = {s.name: keras.ops.convert_to_numpy(s.penalties()) for s in self.stacks}
         for tower in self.towers:
             if tower.view is not None:
                 tower.view.snapshot.clear()  # the weights changed this epoch
+        # Penalties from the stacks' numpy snapshot, which early stopping's weight copies then reuse.
+        penalties = {s.name: s.penalties(self._snapshot_of(s)) for s in self.stacks}
         for tower in self.towers:
             if tower.done:
                 continue
@@ -167,6 +168,17 @@ class PackedRecorder(keras.callbacks.Callback):
                 tower.done = bool(tower.target.stop_training)
         if all(t.done for t in self.towers):
             model.stop_training = True
+
+    def _snapshot_of(self, stack: TowerStack):
+        """A `value_of(variable)` reading (and filling) the snapshot shared by the stack's views."""
+        snapshot = next(t.view.snapshot for t in self.towers if t.view is not None and t.view.stack is stack)
+
+        def value_of(var):
+            if id(var) not in snapshot:
+                snapshot[id(var)] = keras.ops.convert_to_numpy(var)
+            return snapshot[id(var)]
+
+        return value_of
 
     def on_train_end(self, logs=None):
         for tower in self.towers:

@@ -48,6 +48,8 @@ class TowerPenalty:
 
     def per_tower(self, w: Any) -> Any:
         axes = tuple(range(1, len(w.shape)))
+        if isinstance(w, np.ndarray):  # the per-epoch bookkeeping: numpy, no eager backend ops
+            return self.l1 * np.abs(w).sum(axis=axes) + self.l2 * np.square(w).sum(axis=axes)
         total = 0.0
         if self.l1.any():
             total = total + ops.convert_to_tensor(self.l1) * ops.sum(ops.abs(w), axis=axes)
@@ -110,14 +112,22 @@ class TowerStack(keras.layers.Layer):
         self.head = {"kernel": self.add_weight((k, n_in, self.units), name="output_kernel", regularizer=kernel_reg),
                      "bias": self.add_weight((k, self.units), initializer="zeros", name="output_bias")}
 
-    def penalties(self) -> Any:
-        """The K towers' L1/L2 penalties as a `(K,)` tensor (what Keras adds to each tower's loss)."""
-        total = ops.zeros((self.k,))
+    def penalties(self, value_of=None) -> Any:
+        """The K towers' L1/L2 penalties (what Keras adds to each tower's loss), shape `(K,)`.
+
+        Args:
+            value_of: maps a stack variable to its value as a numpy array, to compute the
+                penalties in numpy. Defaults to `None`: a backend tensor from the variables.
+        """
+        if value_of is None:
+            total, value_of = ops.zeros((self.k,)), (lambda var: var)
+        else:
+            total = np.zeros(self.k, dtype="float32")
         for block in [*self.blocks, self.head]:
             if self.kernel_penalty.active:
-                total = total + self.kernel_penalty.per_tower(block["kernel"])
+                total = total + self.kernel_penalty.per_tower(value_of(block["kernel"]))
             if "bias" in block and block is not self.head and self.bias_penalty.active:
-                total = total + self.bias_penalty.per_tower(block["bias"])
+                total = total + self.bias_penalty.per_tower(value_of(block["bias"]))
         return total
 
     def call(self, inputs, training=False):
