@@ -53,8 +53,29 @@ from regcli.train import (
     seed_everything,
     steps_per_execution,
     weight_penalty,
+    with_error,
 )
 from regcli.vstack import StackLoss, TowerStack, stack_metrics, stack_signature
+
+
+class _Snapshot:
+    """A stack's variables as numpy, copied out once per epoch at most and shared by all its towers.
+
+    The epoch's penalties and every early-stopping weight copy read it: when several towers
+    improve at once, each stack variable is copied out once, not once a tower.
+    """
+
+    def __init__(self):
+        self._values: dict[int, np.ndarray] = {}
+
+    def value(self, var) -> np.ndarray:
+        if id(var) not in self._values:
+            self._values[id(var)] = keras.ops.convert_to_numpy(var)
+        return self._values[id(var)]
+
+    def clear(self) -> None:
+        """The weights changed (an epoch trained): the next read copies them out again."""
+        self._values.clear()
 
 
 class _StackView:
@@ -64,21 +85,13 @@ class _StackView:
     `set_weights` (the best-weights restore) loads them into the tower's own model.
     """
 
-    def __init__(self, tower: _Tower, stack: TowerStack, index: int, snapshot: dict | None = None):
-        self.tower, self.stack, self.index = tower, stack, index
+    def __init__(self, tower: _Tower, stack: TowerStack, index: int, snapshot: _Snapshot):
+        self.tower, self.stack, self.index, self.snapshot = tower, stack, index, snapshot
         self.vars = stack.tower_vars(tower.model)
         self.stop_training = False
-        # Stack variables as numpy, shared by the stack's views and cleared every epoch: when
-        # several towers improve at once, each stack variable is copied out once, not once a tower.
-        self.snapshot = {} if snapshot is None else snapshot
 
     def get_weights(self) -> list[np.ndarray]:
-        out = []
-        for var in self.vars:
-            if id(var) not in self.snapshot:
-                self.snapshot[id(var)] = keras.ops.convert_to_numpy(var)
-            out.append(np.array(self.snapshot[id(var)][self.index]))
-        return out
+        return [np.array(self.snapshot.value(var)[self.index]) for var in self.vars]
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.tower.model.set_weights(weights)
@@ -129,6 +142,7 @@ class PackedRecorder(keras.callbacks.Callback):
         super().__init__()
         self.towers, self.stacks, self.clean_feed = towers, stacks, clean_feed
         self.metric_names, self.on_epoch = metric_names, on_epoch
+        self.snapshots = {t.view.stack.name: t.view.snapshot for t in towers if t.view is not None}
         self._t0 = 0.0
 
     def on_train_begin(self, logs=None):
@@ -145,11 +159,10 @@ class PackedRecorder(keras.callbacks.Callback):
         model = self.model  # on JAX, reading `self.model` syncs the variables the stack views read
         clean = model.test_on_batch(*self.clean_feed, return_dict=True)
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        for tower in self.towers:
-            if tower.view is not None:
-                tower.view.snapshot.clear()  # the weights changed this epoch
-        # Penalties from the stacks' numpy snapshot, which early stopping's weight copies then reuse.
-        penalties = {s.name: s.penalties(self._snapshot_of(s)) for s in self.stacks}
+        for snapshot in self.snapshots.values():
+            snapshot.clear()  # the weights changed this epoch
+        # Penalties from the stacks' numpy snapshots, which early stopping's weight copies then reuse.
+        penalties = {s.name: s.penalties(self.snapshots[s.name].value) for s in self.stacks}
         for tower in self.towers:
             if tower.done:
                 continue
@@ -168,17 +181,6 @@ class PackedRecorder(keras.callbacks.Callback):
                 tower.done = bool(tower.target.stop_training)
         if all(t.done for t in self.towers):
             model.stop_training = True
-
-    def _snapshot_of(self, stack: TowerStack):
-        """A `value_of(variable)` reading (and filling) the snapshot shared by the stack's views."""
-        snapshot = next(t.view.snapshot for t in self.towers if t.view is not None and t.view.stack is stack)
-
-        def value_of(var):
-            if id(var) not in snapshot:
-                snapshot[id(var)] = keras.ops.convert_to_numpy(var)
-            return snapshot[id(var)]
-
-        return value_of
 
     def on_train_end(self, logs=None):
         for tower in self.towers:
@@ -216,15 +218,20 @@ def _stack_towers(towers: list[_Tower]) -> tuple[dict[tuple, list[_Tower]], list
     return groups, loose
 
 
-def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
-    """Copies each member's model weights (its own seeded initialization) into its slice of the stack."""
-    snapshot: dict = {}
-    views = [_StackView(t, stack, j, snapshot) for j, t in enumerate(members)]
-    for i, var in enumerate(views[0].vars):
+def _towers_into_stack(views: list[_StackView]) -> None:
+    """Writes each view's tower-model weights into its slice of the stack (one assign per variable)."""
+    for i, var in enumerate(views[0].vars):  # every view lists the stack's variables in the same order
         value = np.array(keras.ops.convert_to_numpy(var))
         for view in views:
             value[view.index] = keras.ops.convert_to_numpy(view.tower.model.weights[i])
         var.assign(value)
+
+
+def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
+    """Copies each member's model weights (its own seeded initialization) into its slice of the stack."""
+    snapshot = _Snapshot()
+    views = [_StackView(t, stack, j, snapshot) for j, t in enumerate(members)]
+    _towers_into_stack(views)
     for tower, view in zip(members, views, strict=True):
         tower.view = view
         if tower.early is not None:
@@ -234,25 +241,20 @@ def _load_into_stack(stack: TowerStack, members: list[_Tower]) -> None:
 def _store_shipped(stacks: list[TowerStack], towers: list[_Tower]) -> None:
     """Syncs both ways at the end: towers without a restore take their final stack slice; the
     stack then holds every tower's shipped weights, for one fused evaluation of all of them."""
-    for tower in towers:
-        if tower.view is not None:
-            tower.view.snapshot.clear()
-    for tower in towers:
-        if tower.view is not None and not tower.synced:
-            tower.model.set_weights(tower.view.get_weights())
-            tower.synced = True
     for stack in stacks:
-        members = [t for t in towers if t.view is not None and t.view.stack is stack]
-        for i, var in enumerate(members[0].view.vars):
-            value = np.array(keras.ops.convert_to_numpy(var))
-            for tower in members:
-                value[tower.view.index] = keras.ops.convert_to_numpy(tower.model.weights[i])
-            var.assign(value)
+        views = [t.view for t in towers if t.view is not None and t.view.stack is stack]
+        views[0].snapshot.clear()
+        for view in views:
+            if not view.tower.synced:
+                view.tower.model.set_weights(view.get_weights())
+                view.tower.synced = True
+        _towers_into_stack(views)
 
 
-def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[str], metric: str) -> dict[int, dict]:
+def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[str], metric: str,
+                   penalties: dict[str, np.ndarray]) -> dict[int, dict]:
     """Inference-mode loss and metrics of every stacked tower from ONE evaluation of the fused model."""
-    logs = {k: v for k, v in fused.evaluate(**feed, verbose=0, return_dict=True).items()}
+    logs = fused.evaluate(**feed, verbose=0, return_dict=True)
     out = {}
     for tower in towers:
         if tower.view is None:
@@ -260,11 +262,8 @@ def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[s
         output, index = tower.output()
         values = {m: _value(logs, "", output, m, index) for m in ["data_loss", *metric_names]}
         values = {k: v for k, v in values.items() if v is not None}
-        penalty = float(keras.ops.convert_to_numpy(tower.view.stack.penalties())[index])
-        values["loss"] = values["data_loss"] + penalty
-        value = values.get(metric, math.nan)
-        values["error"] = (1.0 - value) if metric == "accuracy" else value
-        out[tower.index] = values
+        values["loss"] = values["data_loss"] + float(penalties[output][index])
+        out[tower.index] = with_error(values, metric)
     return out
 
 
@@ -333,8 +332,11 @@ def train_packed(
     _store_shipped(stacks, towers)
     stacked = {}
     if stacks:
-        train_m = _stack_metrics(fused, feeder.eval(ds.x_train, per_output(y_train)), towers, metric_names, head.metric_name)
-        val_m = _stack_metrics(fused, feeder.eval(ds.x_val, per_output(y_val)), towers, metric_names, head.metric_name)
+        penalties = {s.name: keras.ops.convert_to_numpy(s.penalties()) for s in stacks}
+        train_m = _stack_metrics(fused, feeder.eval(ds.x_train, per_output(y_train)), towers, metric_names,
+                                 head.metric_name, penalties)
+        val_m = _stack_metrics(fused, feeder.eval(ds.x_val, per_output(y_val)), towers, metric_names,
+                               head.metric_name, penalties)
         stacked = {i: {"train": train_m[i], "val": val_m[i]} for i in train_m}
     results = []
     for tower in towers:

@@ -395,11 +395,15 @@ def weight_penalty(model: keras.Model) -> float:
     return total
 
 
+def with_error(metrics: dict[str, float], metric: str) -> dict[str, float]:
+    """Adds `error`: 1 - accuracy for classification, the metric itself (mae) for regression."""
+    value = metrics.get(metric, math.nan)
+    metrics["error"] = (1.0 - value) if metric == "accuracy" else value
+    return metrics
+
+
 def _evaluate(model, feed: dict, metric: str) -> dict[str, float]:
-    out = {k: float(v) for k, v in model.evaluate(**feed, verbose=0, return_dict=True).items()}
-    value = out.get(metric, math.nan)
-    out["error"] = (1.0 - value) if metric == "accuracy" else value
-    return out
+    return with_error({k: float(v) for k, v in model.evaluate(**feed, verbose=0, return_dict=True).items()}, metric)
 
 
 def train(

@@ -140,6 +140,16 @@ def test_dropout_rates_are_per_tower(tmp_path):
         model = load_shipped_model(packed[0].run_dir / rundir.MODEL)
     assert [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)] == []
     assert len(model.optimizer.variables) > 2
+    # SPEC §5.2: every reported evaluation runs in inference mode. The dropout tower's shipped model,
+    # evaluated alone by Keras (dropout off), gives the validation numbers its summary reports.
+    from regcli.runner import _prepare
+    from regcli.train import evaluate_split
+
+    ds, _ = _prepare(configs[1], False)
+    shipped = load_shipped_model(packed[1].run_dir / rundir.MODEL)
+    alone_val = evaluate_split(shipped, ds.x_val, ds.y_val, ds.task)
+    for key in ("data_loss", "accuracy", "loss"):
+        np.testing.assert_allclose(packed[1].summary["metrics"]["val"][key], alone_val[key], rtol=1e-5, err_msg=key)
 
 
 JAX_CHECK = """
