@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import yaml
+from helpers import write_sweep
 from typer.testing import CliRunner
 
 from regcli.cli import app
@@ -39,11 +39,6 @@ def curve(n, train, val, val_std=None):
     return pd.DataFrame(table)
 
 
-def write_sweep(tmp_path, params, seeds=(0,)):
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", "params": params, "seeds": list(seeds)}, sort_keys=False))
-    return path
 
 
 # --------------------------------------------------------------------------------------
@@ -175,7 +170,7 @@ def test_a_sweep_is_a_data_size_study_when_it_trains_two_fractions():
 # Bad input
 # --------------------------------------------------------------------------------------
 def test_train_fractions_outside_0_1_in_a_sweep_grid_exit_2_naming_the_key(tmp_path):
-    path = write_sweep(tmp_path, {"data.train_fraction": [0.0, 0.5, 1.5]})
+    path = write_sweep(tmp_path, {"params": {"data.train_fraction": [0.0, 0.5, 1.5]}, "seeds": [0]}, base=BASE)
     result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert "params.data.train_fraction, value 0.0: data.train_fraction: must be a number in (0, 1]." in result.output
@@ -183,7 +178,7 @@ def test_train_fractions_outside_0_1_in_a_sweep_grid_exit_2_naming_the_key(tmp_p
 
 
 def test_a_fraction_leaving_fewer_training_rows_than_classes_exits_2_before_training(tmp_path):
-    path = write_sweep(tmp_path, {"data.train_fraction": [0.001, 0.5]})
+    path = write_sweep(tmp_path, {"params": {"data.train_fraction": [0.001, 0.5]}, "seeds": [0]}, base=BASE)
     result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert (
@@ -202,7 +197,7 @@ def test_a_fraction_leaving_fewer_training_rows_than_classes_exits_2_before_trai
 # --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_train_fraction_sweep_writes_the_learning_curve_and_reads_it(tmp_path):
-    path = write_sweep(tmp_path, {"data.train_fraction": [0.2, 0.5, 1.0]})
+    path = write_sweep(tmp_path, {"params": {"data.train_fraction": [0.2, 0.5, 1.0]}, "seeds": [0]}, base=BASE)
     proc = subprocess.run(
         [sys.executable, "-m", "regcli", "sweep", str(path), "--out", str(tmp_path / "runs")],
         capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},

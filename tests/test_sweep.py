@@ -12,7 +12,9 @@ import re
 import socket
 import subprocess
 import sys
+from functools import partial
 
+import helpers
 import pandas as pd
 import pytest
 import yaml
@@ -34,11 +36,7 @@ BASE = {
 }
 
 
-def write_sweep(tmp_path, sweep, base=BASE, name="sweep.yaml"):
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump({"base": "base.yaml", **sweep}, sort_keys=False))
-    return path
+write_sweep = partial(helpers.write_sweep, base=BASE)
 
 
 def make_sweep_dir(tmp_path, sweep):
@@ -157,7 +155,7 @@ def test_sweep_spec_resolves_base_relative_to_the_sweep_file_and_round_trips(tmp
 
 def spec_error(tmp_path, sweep, base=BASE) -> str:
     with pytest.raises(SpecError) as info:
-        load_sweep(write_sweep(tmp_path, sweep, base))
+        load_sweep(write_sweep(tmp_path, sweep, base=base))
     return str(info.value)
 
 

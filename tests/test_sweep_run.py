@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
+import helpers
 import pandas as pd
 import pytest
-import yaml
 
 from regcli import rundir
 from regcli.sweep import store
@@ -37,11 +38,7 @@ BASE = {
 }
 
 
-def write_sweep(tmp_path, sweep, base=BASE, name="sweep.yaml"):
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump({"base": "base.yaml", **sweep}, sort_keys=False))
-    return path
+write_sweep = partial(helpers.write_sweep, base=BASE)
 
 
 def cli_env(**extra):
