@@ -22,14 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sweep_jobs  # noqa: E402 - the sibling script
-
-L2_VALUES = [0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]  # as benchmarks/perf.py: 8 packable configurations
 
 
 def card_name() -> str:
@@ -67,18 +63,13 @@ def train(device: str, out: Path, log) -> dict:
 
 
 def sweep(device: str, epochs: int, pack: bool, log) -> dict:
-    spec = sweep_jobs.sweep_spec(epochs)
-    spec["base"]["backend"] = "jax"
-    spec["base"]["device"] = device
-    spec.update(name=f"gpu-check-{device}", params={"model.l2": L2_VALUES, "model.dropout": [0.0]}, seeds=[0])
-    with tempfile.TemporaryDirectory(prefix="regcli-gpu-") as tmp:
-        path = Path(tmp) / "sweep.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        try:
-            result = sweep_jobs.run_sweep(path, 1, pack=pack)
-        except SystemExit as exc:  # run_sweep exits with the command's stderr on failure
-            log.write(f"$ sweep on {device} (pack={pack}) failed:\n{exc}\n")
-            return {"device": device, "pack": pack, "error": str(exc).splitlines()[0]}
+    spec = sweep_jobs.pack_spec(epochs, f"gpu-check-{device}")
+    spec["base"].update(backend="jax", device=device)
+    try:
+        result = sweep_jobs.run_spec(spec, 1, pack=pack)
+    except SystemExit as exc:  # run_sweep exits with the command's stderr on failure
+        log.write(f"$ sweep on {device} (pack={pack}) failed:\n{exc}\n")
+        return {"device": device, "pack": pack, "error": str(exc).splitlines()[0]}
     log.write(f"$ sweep on {device} (pack={pack}): {result}\n")
     return {"device": device, **result}
 

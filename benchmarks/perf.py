@@ -32,8 +32,6 @@ import sweep_jobs  # noqa: E402 - the sibling script, importable once benchmarks
 SECTION = "## Sweeps, memory and scale"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 PACK_GOAL, JOBS_GOAL = 4.0, 1.7
-# 8 configurations x 1 seed: every trial is packable with every other (same data, seed, training).
-L2_VALUES = [0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
 # The seed template's 256/128 MLP: forward multiply-adds per sample for 100 input features.
 SCALE_MACS = 100 * 256 + 256 * 128 + 128 * 1
 
@@ -50,17 +48,13 @@ def load() -> str:
 # Sweep throughput
 # --------------------------------------------------------------------------------------
 def sweep_section(epochs: int, log) -> tuple[str, dict]:
-    spec = sweep_jobs.sweep_spec(epochs)
-    spec.update(name="bench-pack", params={"model.l2": L2_VALUES, "model.dropout": [0.0]}, seeds=[0])
+    spec = sweep_jobs.pack_spec(epochs, "bench-pack")
     settings = [(1, False), (2, False), (1, True), (2, True)]
     runs = {}
-    with tempfile.TemporaryDirectory(prefix="regcli-bench-spec-") as tmp:
-        path = Path(tmp) / "bench_pack.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        for jobs, pack in settings:  # one after the other, in one session: load drift moves all alike
-            runs[(jobs, pack)] = sweep_jobs.run_sweep(path, jobs, pack=pack)
-            log(f"  sweep --jobs {jobs} {'packed' if pack else '--no-pack'}: {runs[(jobs, pack)]['wall_seconds']:.1f} s")
-    n = len(L2_VALUES)
+    for jobs, pack in settings:  # one after the other, in one session: load drift moves all alike
+        runs[(jobs, pack)] = sweep_jobs.run_spec(spec, jobs, pack=pack)
+        log(f"  sweep --jobs {jobs} {'packed' if pack else '--no-pack'}: {runs[(jobs, pack)]['wall_seconds']:.1f} s")
+    n = len(sweep_jobs.PACK_L2_VALUES)
 
     def per_min(key, what="wall_seconds"):
         return n / runs[key][what] * 60
@@ -116,15 +110,11 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
 
 def long_section(epochs: int, log) -> str:
     """Packed vs unpacked, --jobs 1, with longer trials: the per-epoch speed-up starts to count."""
-    spec = sweep_jobs.sweep_spec(epochs)
-    spec.update(name="bench-pack-long", params={"model.l2": L2_VALUES, "model.dropout": [0.0]}, seeds=[0])
+    spec = sweep_jobs.pack_spec(epochs, "bench-pack-long")
     runs = {}
-    with tempfile.TemporaryDirectory(prefix="regcli-bench-spec-") as tmp:
-        path = Path(tmp) / "bench_pack_long.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        for pack in (False, True):
-            runs[pack] = sweep_jobs.run_sweep(path, 1, pack=pack)
-            log(f"  {epochs}-epoch sweep --jobs 1 {'packed' if pack else '--no-pack'}: {runs[pack]['wall_seconds']:.1f} s")
+    for pack in (False, True):
+        runs[pack] = sweep_jobs.run_spec(spec, 1, pack=pack)
+        log(f"  {epochs}-epoch sweep --jobs 1 {'packed' if pack else '--no-pack'}: {runs[pack]['wall_seconds']:.1f} s")
     whole = runs[False]["wall_seconds"] / runs[True]["wall_seconds"]
     phase = runs[False]["trial_phase_seconds"] / runs[True]["trial_phase_seconds"]
     return "\n".join([

@@ -45,6 +45,25 @@ def sweep_spec(epochs: int) -> dict:
     }
 
 
+# 8 configurations x 1 seed that differ only in L2: every trial can share one packed model.
+PACK_L2_VALUES = [0.0, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
+
+
+def pack_spec(epochs: int, name: str) -> dict:
+    """The packing benchmarks' sweep: the quickstart model over `PACK_L2_VALUES`, one seed."""
+    spec = sweep_spec(epochs)
+    spec.update(name=name, params={"model.l2": PACK_L2_VALUES, "model.dropout": [0.0]}, seeds=[0])
+    return spec
+
+
+def run_spec(spec: dict, jobs: int, *, pack: bool = False) -> dict:
+    """`run_sweep` on a sweep spec given as a dict (written to a temporary file first)."""
+    with tempfile.TemporaryDirectory(prefix="regcli-bench-spec-") as tmp:
+        path = Path(tmp) / "sweep.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return run_sweep(path, jobs, pack=pack)
+
+
 def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
     """One `regcli sweep --jobs N [--no-pack]` in a fresh output directory: wall time and trial seconds.
 
