@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from regcli import rundir
+from regcli.compare import flatten  # the same dotted keys `regcli compare` shows
 from regcli.errors import BadInputError
 
 INSTALL_HINT = "pip install 'regcli[mlflow]'"
@@ -214,23 +215,6 @@ class TensorBoardLog:
 # ======================================================================================
 # MLflow
 # ======================================================================================
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings (and lists of mappings) as dotted keys: {"model": {"l2": 0.1}} -> {"model.l2": 0.1}.
-
-    Lists of plain values stay one value (`model.hidden` -> [256, 128]).
-    """
-    if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value):
-        items = list(enumerate(value))
-    else:
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in items:
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 3] + "..."
