@@ -188,3 +188,22 @@ def test_stacks_train_on_the_jax_backend_too(tmp_path):
     assert result["stacked"] == [True, True, True]
     assert result["diff"] < 1e-5
     assert result["best"][0] == result["best"][1]
+
+
+def test_a_pack_is_reproducible(tmp_path):
+    """SPEC §5.6 for packed trials: the same specs and seed give the same histories and shipped weights."""
+    from regcli.train import load_shipped_model
+
+    raw = {**BASE, "training": {**BASE["training"], "epochs": 3}}
+    configs = []
+    for i, model in enumerate([{"l2": 0.0, "dropout": 0.3}, {"l2": 1e-2, "dropout": 0.0}]):
+        path = tmp_path / f"r{i}.yaml"
+        path.write_text(yaml.safe_dump({**raw, "model": {"hidden": [16], "batchnorm": True, **model}}))
+        configs.append(load_experiment_spec(path))
+    first, second = (run_packed(configs, [tmp_path / run / f"t{i}" for i in range(2)]) for run in ("a", "b"))
+    for a, b in zip(first, second, strict=True):
+        ha, hb = (pd.read_csv(o.run_dir / rundir.HISTORY).drop(columns=["seconds"]) for o in (a, b))
+        pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+        wa, wb = (load_shipped_model(o.run_dir / rundir.MODEL).get_weights() for o in (a, b))
+        for x, y in zip(wa, wb, strict=True):
+            np.testing.assert_array_equal(x, y)
