@@ -10,7 +10,10 @@ executor ran a trial.
   threads, each recycled after `TRIALS_PER_WORKER` trials (TensorFlow keeps a few MB per
   model built in a process even after `clear_session()`; a pack counts as its trials). A
   worker that dies (killed, out of memory, segfault) fails only its own task: the sweep
-  replaces the worker and goes on.
+  replaces the worker and goes on. When every task uses the same backend and device, a worker
+  imports Keras and its backend (~5 s for TensorFlow) as soon as it starts, and the
+  replacement of a worker that is on its last task is started then, so that its import
+  overlaps the training instead of following it.
 - `RayExecutor`: one Ray core task per trial or pack (`num_cpus` each), on the cluster at
   `address` or on a local Ray started for the sweep and shut down after it.
 """
@@ -31,7 +34,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from regcli.errors import BadInputError, RunFailedError
-from regcli.sweep.worker import configure_threads, run_task, task_size, threads_per_worker
+from regcli.sweep.worker import configure_threads, preload, run_task, task_size, threads_per_worker
 
 # TensorFlow keeps ~4 MB per model built in a process even after clear_session(): a worker
 # trains at most this many trials (a leak of ~32 MB) before a fresh one replaces it, which
@@ -44,6 +47,16 @@ EXECUTORS = ("local", "ray")
 
 OnStart = Callable[[dict[str, Any]], None]
 OnDone = Callable[[dict[str, Any]], None]
+
+
+def common_backend(tasks: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
+    """`(backend, device)` when every trial of `tasks` asks for the same ones, else None."""
+    seen = {
+        (spec.get("backend", "tensorflow"), spec.get("device", "auto"))
+        for task in tasks
+        for spec in task.get("specs", [task.get("spec", {})])
+    }
+    return seen.pop() if len(seen) == 1 else None
 
 
 def died(task: dict[str, Any], why: str) -> dict[str, Any]:
@@ -68,12 +81,19 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_main(conn: Connection, threads: int, max_trials: int, parent: int) -> None:
-    """A spawned worker: takes tasks from `conn` one at a time, until it has trained `max_trials` trials."""
+def _worker_main(
+    conn: Connection, threads: int, max_trials: int, parent: int, backend: tuple[str, str] | None = None
+) -> None:
+    """A spawned worker: takes tasks from `conn` one at a time, until it has trained `max_trials` trials.
+
+    With `backend` (`(backend, device)` of every task), it imports Keras first, before any task arrives.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it
     os.dup2(2, 1)  # whatever a library prints goes to stderr: stdout is the sweep's summary
     configure_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if backend is not None:
+        preload(*backend)
     trials = 0
     while trials < max_trials:
         try:
@@ -119,6 +139,7 @@ class LocalExecutor:
         self.trials_per_worker = trials_per_worker
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
+        self._backend: tuple[str, str] | None = None
 
     def describe(self) -> str:
         return f"local, {self.jobs} worker(s) x {self.threads} thread(s)"
@@ -127,7 +148,7 @@ class LocalExecutor:
         parent_conn, child_conn = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child_conn, self.threads, self.trials_per_worker, os.getpid()),
+            args=(child_conn, self.threads, self.trials_per_worker, os.getpid(), self._backend),
             name="regcli-sweep-worker",
             daemon=True,
         )
@@ -149,6 +170,7 @@ class LocalExecutor:
     def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
         """Runs every task; returns when all are done. Ctrl-C: see `_interrupt`, then re-raised."""
         queue = deque(tasks)
+        self._backend = common_backend(tasks)
         try:
             while queue or any(w.task for w in self._workers):
                 self._dispatch(queue, on_start)
@@ -175,6 +197,22 @@ class LocalExecutor:
             worker.task = queue.popleft()
             busy += 1
             on_start(worker.task)
+        self._start_replacements(queue)
+
+    def _start_replacements(self, queue: deque) -> None:
+        """Starts a fresh worker now for each busy one on its last task, while tasks wait for them.
+
+        Only when workers preload their backend: a fresh worker spends its first seconds
+        importing it, which then overlaps the last task of the worker it replaces.
+        """
+        if self._backend is None or not queue:
+            return
+        retiring = sum(
+            1 for w in self._workers if w.task is not None and w.trials + task_size(w.task) >= self.trials_per_worker
+        )
+        spare = sum(1 for w in self._workers if w.task is None)
+        for _ in range(min(retiring, len(queue)) - spare):
+            self._spawn()
 
     def _collect(self, on_done: OnDone, timeout: float) -> None:
         by_handle: dict[Any, _Worker] = {}

@@ -87,6 +87,30 @@ def _select_backend(spec: Any) -> None:
     _apply_tensorflow_threads()
 
 
+def preload(backend_name: str, device: str) -> None:
+    """Imports Keras with `backend_name` and the training modules before the first task arrives.
+
+    A worker spends its first seconds on these imports (~5 s for TensorFlow here); done at
+    start, they overlap whatever the sweep does meanwhile (another worker's last trial).
+    Never raises: a trial that cannot select its backend reports that itself.
+    """
+    from regcli import backend
+
+    try:
+        _before_backend_import(backend_name)
+        backend.select(backend_name, device)
+        backend.import_keras_quietly()
+        _apply_tensorflow_threads()
+        import regcli.data  # noqa: F401
+        import regcli.packed  # noqa: F401 - the training path: regcli.train, model and vstack
+        import regcli.runner  # noqa: F401
+        from regcli.plots import _figure
+
+        _figure()  # matplotlib (Agg) for each trial's learning_curves.png
+    except Exception:  # noqa: BLE001 - the task's own _select_backend raises it properly
+        pass
+
+
 def task_size(task: dict[str, Any]) -> int:
     """Trials in a task: 1, or the size of a pack."""
     return len(task.get("pack", ())) or 1

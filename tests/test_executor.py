@@ -1,0 +1,97 @@
+"""The local executor's workers: recycling, and replacements started early with their backend preloaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from regcli.sweep import store
+from regcli.sweep.executors import LocalExecutor, common_backend
+from regcli.sweep.run import _tasks
+from regcli.sweep.spec import load_sweep
+
+BASE = {
+    "seed": 0,
+    "data": {"source": "breast_cancer"},
+    "model": {"hidden": [8], "batchnorm": False, "dropout": 0.0},
+    "training": {"epochs": 2, "early_stopping": {"enabled": False}},
+}
+
+
+def sweep_tasks(tmp_path, params):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "ex", "params": params, "seeds": [0]}))
+    sweep = load_sweep(path)
+    (tmp_path / store.TRIALS).mkdir()
+    return _tasks(tmp_path, sweep, sweep.trials, packing=False, workers=1)
+
+
+class Timeline:
+    """Runs `executor` on `tasks`, noting when each worker process was started and each task ended."""
+
+    def __init__(self, executor):
+        self.events: list[tuple[str, str | int]] = []
+        self.results: list[dict] = []
+        spawn = executor._spawn
+
+        def spawn_noted():
+            worker = spawn()
+            self.events.append(("spawn", worker.process.pid))
+            return worker
+
+        executor._spawn = spawn_noted
+        self.executor = executor
+
+    def run(self, tasks):
+        def done(result):
+            self.results.append(result)
+            self.events.append(("done", result["trial"]))
+
+        self.executor.run(tasks, on_start=lambda task: None, on_done=done)
+        return self
+
+
+def test_common_backend_is_shared_by_every_trial_or_none():
+    tf = {"spec": {"backend": "tensorflow", "device": "cpu"}}
+    pack = {"specs": [{"backend": "tensorflow", "device": "cpu"}] * 2}
+    assert common_backend([tf, pack]) == ("tensorflow", "cpu")
+    assert common_backend([tf, {"spec": {"backend": "jax", "device": "cpu"}}]) is None
+    assert common_backend([tf, {"spec": {"backend": "tensorflow", "device": "gpu"}}]) is None
+
+
+def test_a_preloaded_worker_has_keras_on_its_backend_before_any_task():
+    code = (
+        "import sys; from regcli.sweep.worker import preload; preload('tensorflow', 'cpu'); "
+        "import keras; print(keras.backend.backend(), 'regcli.runner' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["tensorflow", "True", "True"]
+
+
+@pytest.mark.slow
+def test_a_replacement_worker_starts_while_the_one_it_replaces_trains_its_last_trial(tmp_path):
+    tasks = sweep_tasks(tmp_path, {"model.l2": [0.0, 1.0e-4, 1.0e-3]})
+    timeline = Timeline(LocalExecutor(jobs=1, threads=1, trials_per_worker=1)).run(tasks)
+    assert [r["state"] for r in timeline.results] == ["completed"] * 3
+    assert len({r["pid"] for r in timeline.results}) == 3  # recycled after each trial
+    kinds = [kind for kind, _ in timeline.events]
+    # Each of the 3 workers was started before the previous one's (last) trial ended; none after the last.
+    assert kinds == ["spawn", "spawn", "done", "spawn", "done", "done"]
+    spawned = [pid for kind, pid in timeline.events if kind == "spawn"]
+    assert spawned == [r["pid"] for r in timeline.results]
+    for task in tasks:
+        assert store.trial_state(tmp_path, task["trial"]) == "completed"
+
+
+@pytest.mark.slow
+def test_without_a_common_backend_a_replacement_starts_only_when_needed(tmp_path):
+    tasks = sweep_tasks(tmp_path, {"model.l2": [0.0, 1.0e-4]})
+    tasks[1]["spec"]["device"] = "cpu"  # the first asks for `auto`: workers cannot preload one backend
+    assert tasks[0]["spec"]["device"] == "auto"
+    timeline = Timeline(LocalExecutor(jobs=1, threads=1, trials_per_worker=1)).run(tasks)
+    assert [r["state"] for r in timeline.results] == ["completed"] * 2
+    assert [kind for kind, _ in timeline.events] == ["spawn", "done", "spawn", "done"]
