@@ -101,6 +101,9 @@ def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
         trials = [sweep_dir / run for run in results["run_dir"]]
         first = min((t / "config.yaml").stat().st_mtime for t in trials)
         last = max((t / "status.json").stat().st_mtime for t in trials)
+        # Each trial's typical epoch (median of its `seconds` after the first, traced, epoch): a
+        # packed tower records its pack's epoch, which all its towers share.
+        epoch_medians = [float(pd.read_csv(t / "history.csv")["seconds"].iloc[1:].median()) for t in trials]
         return {
             "jobs": jobs,
             "pack": pack,
@@ -108,6 +111,7 @@ def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
             "trial_phase_seconds": last - first,
             "trials": len(results),
             "trial_seconds_sum": float(results["seconds"].sum()),
+            "epoch_medians": epoch_medians,
         }
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 from regcli.errors import BadInputError
 
 _MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+# True in regcli's own processes (the console script, sweep workers), which never switch backends:
+# `select` may keep out what their backend does not use. A library caller's process is left alone.
+OWN_PROCESS = False
 
 
 def select(backend: str, device: str) -> None:
@@ -22,8 +26,6 @@ def select(backend: str, device: str) -> None:
     if importlib.util.find_spec(module) is None:
         extra = {"jax": " Install it with `pip install 'regcli[jax]'`."}.get(backend, "")
         raise BadInputError(f"backend: {backend} is not installed in this environment.{extra}")
-    import sys
-
     if "keras" in sys.modules:
         import keras
 
@@ -34,6 +36,11 @@ def select(backend: str, device: str) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = backend
+    if OWN_PROCESS and backend != "jax" and "jax" not in sys.modules:
+        # TensorFlow's tf.lite helpers import JAX whenever it is installed (~0.7 s of a ~6 s import
+        # measured here), and nothing in a TensorFlow process uses it: with None in sys.modules,
+        # `import jax` fails at once (they catch that).
+        sys.modules["jax"] = None
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -48,8 +55,6 @@ def import_keras_quietly():
     TensorFlow's C++ runtime prints CUDA-probing lines on CPU-only machines before any
     log level applies. Python exceptions are unaffected: they surface after stderr is back.
     """
-    import sys
-
     if "keras" in sys.modules:
         return sys.modules["keras"]
     sys.stderr.flush()

@@ -422,6 +422,10 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
+    from regcli import backend
+
+    backend.OWN_PROCESS = True
+
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit (ulimit -f) the kernel kills the process by default; ignored,
         # the write fails with EFBIG instead and regcli reports it and records state `failed`.

@@ -65,11 +65,23 @@ def test_common_backend_is_shared_by_every_trial_or_none():
 
 def test_a_preloaded_worker_has_keras_on_its_backend_before_any_task():
     code = (
-        "import sys; from regcli.sweep.worker import preload; preload('tensorflow', 'cpu'); "
-        "import keras; print(keras.backend.backend(), 'regcli.runner' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+        "import sys; from regcli import backend; backend.OWN_PROCESS = True; "
+        "from regcli.sweep.worker import preload; preload('tensorflow', 'cpu'); import keras; "
+        "print(keras.backend.backend(), 'regcli.runner' in sys.modules, 'matplotlib.pyplot' in sys.modules, "
+        "'jax' in sys.modules and sys.modules['jax'] is None)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["tensorflow", "True", "True"]
+    # regcli's own TensorFlow processes keep JAX out (TensorFlow would import it for nothing)
+    assert out == ["tensorflow", "True", "True", "True"]
+
+
+def test_jax_is_kept_out_only_of_regclis_own_processes():
+    import keras  # noqa: F401 - this test process trains with TensorFlow in other tests
+
+    from regcli import backend
+
+    assert backend.OWN_PROCESS is False  # pytest is a library caller: nothing is kept out of it
+    assert "jax" not in sys.modules or sys.modules["jax"] is not None
 
 
 @pytest.mark.slow

@@ -22,10 +22,8 @@ import pandas as pd
 
 from regcli import rundir
 from regcli.sweep import store
-from regcli.sweep.expand import format_value, same_value
+from regcli.sweep.expand import FRACTION_KNOB, format_value, parse_cell, same_value
 from regcli.sweep.spec import Sweep, penalty_knobs_varied
-
-FRACTION_KNOB = "data.train_fraction"  # a sweep over it is a data-size study (regcli.sweep.datacurve)
 
 # The per-trial numbers that results.csv carries and the leaderboard averages.
 BOARD_METRICS = ("val_data_loss", "val_loss", "val_error", "val_accuracy", "val_mae", "train_error", "gap")
@@ -246,18 +244,6 @@ def isolation_best(board: pd.DataFrame, sweep: Sweep, knob: str) -> pd.DataFrame
         if len(matching):
             picked.append(matching.iloc[0])  # the board is ranked: the first is the best
     return pd.DataFrame(picked)
-
-
-def parse_cell(value: Any) -> Any:
-    """A knob value back from a DataFrame cell: JSON lists/mappings decoded, numpy scalars made plain."""
-    if hasattr(value, "item") and not isinstance(value, str):
-        return value.item()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 # --------------------------------------------------------------------------------------

@@ -37,10 +37,8 @@ from typing import Any
 import pandas as pd
 
 from regcli.diagnosis import DEFAULTS
-from regcli.sweep.aggregate import parse_cell
-from regcli.sweep.expand import format_value, same_value
+from regcli.sweep.expand import FRACTION_KNOB, format_value, parse_cell, same_value
 
-FRACTION_KNOB = "data.train_fraction"
 VERDICTS = ("more_data_helps", "high_variance", "high_bias", "high_bias_and_variance", "converged", "too_few_sizes")
 CURVE_METRICS = ("train_error", "val_error", "gap", "train_data_loss", "val_data_loss")
 CSV_NAME = "learning_curve.csv"

@@ -88,6 +88,9 @@ def _worker_main(
 
     With `backend` (`(backend, device)` of every task), it imports Keras first, before any task arrives.
     """
+    from regcli import backend as backends
+
+    backends.OWN_PROCESS = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it
     os.dup2(2, 1)  # whatever a library prints goes to stderr: stdout is the sweep's summary
     configure_threads(threads)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import random
 import re
@@ -236,3 +237,19 @@ def config_id(index: int, shown: Mapping[str, Any], labels: Mapping[str, str]) -
         digest = hashlib.sha256(label.encode()).hexdigest()[:6]
         label = f"{label[: room - 7]}-{digest}"
     return prefix + label
+
+
+# A sweep over it is a data-size study (regcli.sweep.datacurve).
+FRACTION_KNOB = "data.train_fraction"
+
+
+def parse_cell(value: Any) -> Any:
+    """A knob value back from a DataFrame cell: JSON lists/mappings decoded, numpy scalars made plain."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        return value.item()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

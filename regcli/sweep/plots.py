@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from regcli.rundir import atomic_write_bytes
-from regcli.sweep.aggregate import isolation_best, parse_cell
-from regcli.sweep.expand import format_value
+from regcli.sweep.aggregate import isolation_best
+from regcli.sweep.expand import format_value, parse_cell
 
 
 def _pyplot():

@@ -7,8 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from regcli.sweep.aggregate import parse_cell
-from regcli.sweep.expand import format_value, knob_labels
+from regcli.sweep.expand import format_value, knob_labels, parse_cell
 
 TABLE_ROWS = 20  # the leaderboard printed at the end; leaderboard.csv has every configuration
 

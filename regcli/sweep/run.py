@@ -25,8 +25,8 @@ from regcli.packing import group_packs, pack_key
 from regcli.runner import Interrupted
 from regcli.spec import spec_to_dict
 from regcli.sweep import store
-from regcli.sweep.aggregate import FRACTION_KNOB
 from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
+from regcli.sweep.expand import FRACTION_KNOB
 from regcli.sweep.report import TrialProgress
 from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
 from regcli.sweep.worker import threads_per_worker
@@ -198,8 +198,6 @@ def run_sweep(
         BadInputError: the sweep directory is locked by a live sweep.
         Interrupted: Ctrl-C (exit code 130); the sweep directory is consistent.
     """
-    from regcli.sweep.aggregate import aggregate
-
     sweep = plan.sweep
     sweep_dir = _open_sweep_dir(plan)
     with store.sweep_lock(sweep_dir, on_note):
@@ -208,6 +206,8 @@ def run_sweep(
         tasks = _tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
         _record_execution(sweep_dir, plan, executor, todo, tasks)
         _run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())
+        from regcli.sweep.aggregate import aggregate  # pandas: imported once the workers are started
+
         report = aggregate(sweep_dir, sweep)
         if sweep.resolved["final_test"] and report["best"] is not None:
             _final_test(sweep_dir, report)
@@ -270,8 +270,6 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
     `completed`, when it died while writing results), exactly like killed single trials: the
     completed ones are final, the others are cleared and re-run (and re-packed) by `--resume`.
     """
-    from regcli.sweep.aggregate import write_results
-
     for trial in todo:
         store.clear_trial(sweep_dir, trial.id)
     retry: list[str] = []
@@ -295,9 +293,14 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
     packs = [task["trial"] for task in tasks if "pack" in task]
     what = executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
     progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), what)
-    _prewarm_plotting()
+    prewarm = _Prewarm()
+
+    def started(task: dict[str, Any]) -> None:
+        prewarm.start()  # once the first task is on its way to a worker
+        progress.started(task["trial"])
+
     try:
-        executor.run(tasks, on_start=lambda task: progress.started(task["trial"]), on_done=done)
+        executor.run(tasks, on_start=started, on_done=done)
         if retry:
             for trial_id in retry:
                 store.clear_trial(sweep_dir, trial_id)
@@ -305,6 +308,8 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
             retry.clear()
             executor.run(singles, on_start=lambda task: progress.started(task["trial"]), on_done=done)
     except KeyboardInterrupt:
+        from regcli.sweep.aggregate import write_results
+
         _settle(sweep_dir, todo, "interrupted", "interrupted by the user (Ctrl-C)")
         write_results(sweep_dir, sweep)
         final = sum(store.trial_state(sweep_dir, t.id) in store.FINAL_STATES for t in sweep.trials)
@@ -315,22 +320,31 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
     _settle(sweep_dir, todo, "failed", "the trial's worker ended without finishing it")
 
 
-def _prewarm_plotting() -> None:
-    """Imports matplotlib for the sweep's plots in a background thread while the trials run.
+class _Prewarm:
+    """Imports aggregation's modules (pandas, matplotlib) in a background thread while the trials run.
 
-    The sweep process mostly waits for its workers then; the ~0.5 s import would otherwise
-    come after the last trial, before aggregation can draw anything.
+    The sweep process mostly waits for its workers then; these ~1 s of imports would otherwise
+    come before the first worker starts (delaying every trial) or after the last trial.
     """
 
-    def load() -> None:
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._load, name="regcli-prewarm", daemon=True)
+            self.thread.start()
+
+    @staticmethod
+    def _load() -> None:
         import contextlib
 
-        with contextlib.suppress(Exception):  # aggregation imports it again and reports any error
+        with contextlib.suppress(Exception):  # aggregation imports them again and reports any error
+            import regcli.sweep.aggregate
+            import regcli.sweep.plots  # noqa: F401
             from regcli.plots import _figure
 
             _figure()
-
-    threading.Thread(target=load, name="regcli-prewarm", daemon=True).start()
 
 
 def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list) -> None:
