@@ -76,6 +76,10 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
         )
     fixed = runs[(1, True)]["wall_seconds"] - runs[(1, True)]["trial_phase_seconds"]
     ceiling = runs[(1, False)]["wall_seconds"] / fixed
+    needed = runs[(1, False)]["wall_seconds"] / PACK_GOAL - fixed
+    sep_epoch = statistics.mean(runs[(1, False)]["epoch_medians"])
+    pack_epoch = statistics.median(runs[(1, True)]["epoch_medians"])
+    matmul = tower_matmul()
     ratios = {
         "ceiling_j1": ceiling,
         "pack_j1": per_min((1, True)) / per_min((1, False)),
@@ -102,18 +106,38 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
         "(instead of 8) and one batched kernel per block, so its *trial phase* is several times shorter than "
         "8 separate trials'. The *whole command* also holds costs that no packing shares: starting the worker "
         "and importing TensorFlow before the first trial, and aggregation with the sweep's plots after the last. "
-        f"In the packed `--jobs 1` sweep above these are {fixed:.1f} s of {runs[(1, True)]['wall_seconds']:.1f} s. "
-        f"**Even a pack whose trial phase took no time at all would be {ceiling:.2f}× the unpacked sweep's "
-        "trials/min** (the unpacked whole command over the packed one's time outside its trial phase): "
-        f"the {PACK_GOAL:g}× goal is out of reach for this sweep's whole command on this machine, whatever packing does. "
-        "Inside the trial phase, the towers still pay what they cannot share: each trial's run directory "
-        "(model, diagnosis, learning-curve plot: ~0.3 s a trial, packed or not), and the arithmetic itself, "
-        "since 8 towers' batched matmuls at batch 32 cost about as much as one separate model's whole epoch "
-        "(measured: 41 ms per epoch of forward and backward matmuls for 8 towers, 4.3 ms for 1). "
+        f"In the packed `--jobs 1` sweep above these are {fixed:.1f} s of {runs[(1, True)]['wall_seconds']:.1f} s: "
+        f"even a pack whose trial phase took no time at all would be {ceiling:.2f}× the unpacked sweep's trials/min "
+        "(the unpacked whole command over the packed one's time outside its trial phase)"
+        + (
+            f", so the {PACK_GOAL:g}× goal is out of reach for this sweep's whole command on this machine, whatever "
+            "packing does. "
+            if ceiling < PACK_GOAL
+            else f"; {PACK_GOAL:g}× would need the packed trial phase at {needed:.1f} s or less (measured: "
+            f"{runs[(1, True)]['trial_phase_seconds']:.1f} s). "
+        )
+        +         "Inside the trial phase, a pack still pays once what 8 trials pay 8 times (tracing: its first epoch "
+        f"took {statistics.median(runs[(1, True)]['first_epochs']):.1f} s, a separate trial's "
+        f"{statistics.median(runs[(1, False)]['first_epochs']):.1f} s), and per tower what no packing shares: each trial's run directory (model, diagnosis, "
+        "learning-curve plot: ~0.3 s a trial) and the arithmetic. At batch 32 the arithmetic is much of a "
+        f"pack's epoch: 8 towers' batched forward and backward matmuls alone take {matmul['8']:.1f} ms an epoch "
+        f"here, {matmul['8'] / matmul['1']:.1f}× the {matmul['1']:.1f} ms of 1 tower "
+        "(`benchmarks/tower_matmul.py`: batching gains little at these sizes), where one separate model's "
+        f"whole epoch takes {sep_epoch * 1000:.0f} ms; the pack's epoch took {pack_epoch * 1000:.0f} ms, 8 separate "
+        f"ones {8 * sep_epoch * 1000:.0f} ms ({8 * sep_epoch / pack_epoch:.2f}×; median `seconds` of epochs 2..N). "
         "With `--jobs 2`, unpacked trials already use both cores while a pack shares one model's steps, so "
         "the packed gain over the same jobs is smaller.",
     ]
     return "\n".join(lines), ratios
+
+
+def tower_matmul() -> dict[str, float]:
+    """`benchmarks/tower_matmul.py` in a fresh process: ms per epoch of 1 and 8 towers' matmuls."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "tower_matmul.py")],
+        capture_output=True, text=True, env=ENV, check=True,
+    )
+    return json.loads(proc.stdout)
 
 
 def long_section(epoch_counts: list[int], log) -> str:

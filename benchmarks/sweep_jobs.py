@@ -103,7 +103,8 @@ def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
         last = max((t / "status.json").stat().st_mtime for t in trials)
         # Each trial's typical epoch (median of its `seconds` after the first, traced, epoch): a
         # packed tower records its pack's epoch, which all its towers share.
-        epoch_medians = [float(pd.read_csv(t / "history.csv")["seconds"].iloc[1:].median()) for t in trials]
+        histories = [pd.read_csv(t / "history.csv")["seconds"] for t in trials]
+        epoch_medians = [float(h.iloc[1:].median()) for h in histories]
         return {
             "jobs": jobs,
             "pack": pack,
@@ -112,6 +113,7 @@ def run_sweep(spec_path: Path, jobs: int, *, pack: bool = False) -> dict:
             "trials": len(results),
             "trial_seconds_sum": float(results["seconds"].sum()),
             "epoch_medians": epoch_medians,
+            "first_epochs": [float(h.iloc[0]) for h in histories],  # tracing included
         }
 
 
