@@ -37,8 +37,8 @@ def select(backend: str, device: str) -> None:
         return
     os.environ["KERAS_BACKEND"] = backend
     if OWN_PROCESS and backend != "jax" and "jax" not in sys.modules:
-        # TensorFlow's tf.lite helpers import JAX whenever it is installed (~0.7 s of a ~6 s import
-        # measured here), and nothing in a TensorFlow process uses it: with None in sys.modules,
+        # TensorFlow's tf.lite helpers import JAX whenever it is installed (0.5-0.7 s of a ~6 s
+        # import measured here), and nothing in a TensorFlow process uses it: with None in sys.modules,
         # `import jax` fails at once (they catch that).
         sys.modules["jax"] = None
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise for users.

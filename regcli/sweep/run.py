@@ -293,10 +293,11 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
     packs = [task["trial"] for task in tasks if "pack" in task]
     what = executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
     progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), what)
-    prewarm = _Prewarm()
+    prewarm = threading.Thread(target=_import_aggregation, name="regcli-prewarm", daemon=True)
 
     def started(task: dict[str, Any]) -> None:
-        prewarm.start()  # once the first task is on its way to a worker
+        if prewarm.ident is None:
+            prewarm.start()  # once the first task is on its way to a worker
         progress.started(task["trial"])
 
     try:
@@ -306,7 +307,7 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
                 store.clear_trial(sweep_dir, trial_id)
             singles = _tasks(sweep_dir, sweep, [t for t in todo if t.id in retry], packing=False, workers=1)
             retry.clear()
-            executor.run(singles, on_start=lambda task: progress.started(task["trial"]), on_done=done)
+            executor.run(singles, on_start=started, on_done=done)
     except KeyboardInterrupt:
         from regcli.sweep.aggregate import write_results
 
@@ -320,31 +321,20 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
     _settle(sweep_dir, todo, "failed", "the trial's worker ended without finishing it")
 
 
-class _Prewarm:
-    """Imports aggregation's modules (pandas, matplotlib) in a background thread while the trials run.
+def _import_aggregation() -> None:
+    """Imports aggregation's modules (pandas, matplotlib): run in a background thread while the trials run.
 
     The sweep process mostly waits for its workers then; these ~1 s of imports would otherwise
     come before the first worker starts (delaying every trial) or after the last trial.
     """
+    import contextlib
 
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
+    with contextlib.suppress(Exception):  # aggregation imports them again and reports any error
+        import regcli.sweep.aggregate
+        import regcli.sweep.plots  # noqa: F401
+        from regcli.plots import _figure
 
-    def start(self) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._load, name="regcli-prewarm", daemon=True)
-            self.thread.start()
-
-    @staticmethod
-    def _load() -> None:
-        import contextlib
-
-        with contextlib.suppress(Exception):  # aggregation imports them again and reports any error
-            import regcli.sweep.aggregate
-            import regcli.sweep.plots  # noqa: F401
-            from regcli.plots import _figure
-
-            _figure()
+        _figure()
 
 
 def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list) -> None:
