@@ -79,6 +79,7 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
     needed = runs[(1, False)]["wall_seconds"] / PACK_GOAL - fixed
     sep_epoch = statistics.mean(runs[(1, False)]["epoch_medians"])
     pack_epoch = statistics.median(runs[(1, True)]["epoch_medians"])
+    epoch_ratio = per_epoch_ratio(runs[(1, False)], runs[(1, True)])
     matmul = tower_matmul()
     ratios = {
         "ceiling_j1": ceiling,
@@ -116,7 +117,7 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
             else f"; {PACK_GOAL:g}× would need the packed trial phase at {needed:.1f} s or less (measured: "
             f"{runs[(1, True)]['trial_phase_seconds']:.1f} s). "
         )
-        +         "Inside the trial phase, a pack still pays once what 8 trials pay 8 times (tracing: its first epoch "
+        + "Inside the trial phase, a pack still pays once what 8 trials pay 8 times (tracing: its first epoch "
         f"took {statistics.median(runs[(1, True)]['first_epochs']):.1f} s, a separate trial's "
         f"{statistics.median(runs[(1, False)]['first_epochs']):.1f} s), and per tower what no packing shares: each trial's run directory (model, diagnosis, "
         "learning-curve plot: ~0.3 s a trial) and the arithmetic. At batch 32 the arithmetic is much of a "
@@ -124,11 +125,28 @@ def sweep_section(epochs: int, log) -> tuple[str, dict]:
         f"here, {matmul['8'] / matmul['1']:.1f}× the {matmul['1']:.1f} ms of 1 tower "
         "(`benchmarks/tower_matmul.py`: batching gains little at these sizes), where one separate model's "
         f"whole epoch takes {sep_epoch * 1000:.0f} ms; the pack's epoch took {pack_epoch * 1000:.0f} ms, 8 separate "
-        f"ones {8 * sep_epoch * 1000:.0f} ms ({8 * sep_epoch / pack_epoch:.2f}×; median `seconds` of epochs 2..N). "
+        f"ones {8 * sep_epoch * 1000:.0f} ms ({epoch_ratio:.2f}×; median `seconds` of epochs 2..N). "
         "With `--jobs 2`, unpacked trials already use both cores while a pack shares one model's steps, so "
         "the packed gain over the same jobs is smaller.",
     ]
     return "\n".join(lines), ratios
+
+
+def per_epoch_ratio(unpacked: dict, packed: dict) -> float:
+    """One epoch of every trial: the separate trials' typical epochs summed, over the pack's (its towers share it)."""
+    return sum(unpacked["epoch_medians"]) / statistics.median(packed["epoch_medians"])
+
+
+def unpacked_and_packed(spec: dict, label: str, log) -> tuple[dict[bool, dict], float, float]:
+    """`spec` swept with `--jobs 1`, `--no-pack` then packed: the runs, and packed's whole-command
+    and trial-phase speed-ups."""
+    runs = {}
+    for pack in (False, True):
+        runs[pack] = sweep_jobs.run_spec(spec, 1, pack=pack)
+        log(f"  {label} sweep --jobs 1 {'packed' if pack else '--no-pack'}: {runs[pack]['wall_seconds']:.1f} s")
+    whole = runs[False]["wall_seconds"] / runs[True]["wall_seconds"]
+    phase = runs[False]["trial_phase_seconds"] / runs[True]["trial_phase_seconds"]
+    return runs, whole, phase
 
 
 def tower_matmul() -> dict[str, float]:
@@ -144,15 +162,8 @@ def long_section(epoch_counts: list[int], log) -> str:
     """Packed vs unpacked, --jobs 1, with longer trials: the per-epoch speed-up counts for more."""
     rows, per_epoch = [], []
     for epochs in epoch_counts:
-        spec = sweep_jobs.pack_spec(epochs, "bench-pack-long")
-        runs = {}
-        for pack in (False, True):
-            runs[pack] = sweep_jobs.run_spec(spec, 1, pack=pack)
-            log(f"  {epochs}-epoch sweep --jobs 1 {'packed' if pack else '--no-pack'}: {runs[pack]['wall_seconds']:.1f} s")
-        whole = runs[False]["wall_seconds"] / runs[True]["wall_seconds"]
-        phase = runs[False]["trial_phase_seconds"] / runs[True]["trial_phase_seconds"]
-        # One epoch of all 8 trials: 8 separate epochs vs one epoch of the pack (its towers share it).
-        epoch = sum(runs[False]["epoch_medians"]) / statistics.median(runs[True]["epoch_medians"])
+        runs, whole, phase = unpacked_and_packed(sweep_jobs.pack_spec(epochs, "bench-pack-long"), f"{epochs}-epoch", log)
+        epoch = per_epoch_ratio(runs[False], runs[True])
         per_epoch.append(epoch)
         rows.append(
             f"| {epochs} | {runs[False]['wall_seconds']:.1f} s | {runs[True]['wall_seconds']:.1f} s | **{whole:.2f}×** "
@@ -181,12 +192,7 @@ def seeds_section(epochs: int, seeds: int, log) -> str:
     from regcli.sweep.executors import TRIALS_PER_WORKER
 
     n = len(sweep_jobs.PACK_L2_VALUES) * seeds
-    runs = {}
-    for pack in (False, True):
-        runs[pack] = sweep_jobs.run_spec(spec, 1, pack=pack)
-        log(f"  {n}-trial sweep --jobs 1 {'packed' if pack else '--no-pack'}: {runs[pack]['wall_seconds']:.1f} s")
-    whole = runs[False]["wall_seconds"] / runs[True]["wall_seconds"]
-    phase = runs[False]["trial_phase_seconds"] / runs[True]["trial_phase_seconds"]
+    runs, whole, phase = unpacked_and_packed(spec, f"{n}-trial", log)
     return "\n".join([
         f"#### The same 8 configurations over {seeds} seeds ({n} trials, {epochs} epochs), `--jobs 1`",
         "",

@@ -150,11 +150,11 @@ def run_labels(names: Sequence[str], knobs: Mapping[str, list[Any]], max_knobs: 
 
 def overlay_plot(runs: Sequence[dict[str, Any]], path: Path, labels: Sequence[str] | None = None) -> None:
     """Validation data_loss and validation error vs epoch, one colour per run, shipped epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from regcli.plots import pyplot
+
+    plt = pyplot()
 
     labels = list(labels) if labels is not None else [r["name"] for r in runs]
 

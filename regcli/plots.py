@@ -9,7 +9,8 @@ from typing import Any
 from regcli.rundir import atomic_write_bytes
 
 
-def _figure():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display): every regcli figure draws with it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +34,7 @@ def learning_curves(history, summary: dict[str, Any], path: Path) -> None:
     strengths) and Keras's `val_loss` (penalty included) dashed. The shipped (best)
     epoch and the epoch training stopped at are marked.
     """
-    plt = _figure()
+    plt = pyplot()
     metric = "accuracy" if "accuracy" in history.columns else "mae"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     # Fixed margins instead of a tight bounding box: every run (and packed tower) draws this

@@ -25,18 +25,10 @@ from typing import Any
 
 import pandas as pd
 
+from regcli.plots import pyplot
 from regcli.rundir import atomic_write_bytes
 from regcli.sweep.aggregate import isolation_best
 from regcli.sweep.expand import format_value, parse_cell
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -63,7 +55,7 @@ def plot_name(kind: str, knob: str) -> str:
 
 def knob_plots(board: pd.DataFrame, sweep: Any, sweep_dir: Path) -> list[Path]:
     """Writes `val_vs_<knob>.png` and `gap_vs_<knob>.png` for every knob; returns their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     metric = sweep.metric
     written = []
     for knob in sweep.knobs:
@@ -117,7 +109,7 @@ def learning_curve_plot(table: pd.DataFrame, reading: dict[str, Any], path: Path
     """
     if table.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     x = [int(n) for n in table["n_train"]]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for column, label, style in (("train_error", "clean train error", "s--"), ("val_error", "validation error", "o-")):

@@ -332,9 +332,9 @@ def _import_aggregation() -> None:
     with contextlib.suppress(Exception):  # aggregation imports them again and reports any error
         import regcli.sweep.aggregate
         import regcli.sweep.plots  # noqa: F401
-        from regcli.plots import _figure
+        from regcli.plots import pyplot
 
-        _figure()
+        pyplot()
 
 
 def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list) -> None:

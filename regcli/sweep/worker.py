@@ -104,9 +104,9 @@ def preload(backend_name: str, device: str) -> None:
         import regcli.data  # noqa: F401
         import regcli.packed  # noqa: F401 - the training path: regcli.train, model and vstack
         import regcli.runner  # noqa: F401
-        from regcli.plots import _figure
+        from regcli.plots import pyplot
 
-        _figure()  # matplotlib (Agg) for each trial's learning_curves.png
+        pyplot()  # matplotlib (Agg) for each trial's learning_curves.png
     except Exception:  # noqa: BLE001 - the task's own _select_backend raises it properly
         pass
 
