@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -190,8 +191,11 @@ def seeds_section(epochs: int, seeds: int, log) -> str:
     spec = sweep_jobs.pack_spec(epochs, "bench-pack-seeds")
     spec["seeds"] = list(range(seeds))
     from regcli.sweep.executors import TRIALS_PER_WORKER
+    from regcli.sweep.worker import PACK_RECYCLE_COST
 
-    n = len(sweep_jobs.PACK_L2_VALUES) * seeds
+    n = len(sweep_jobs.PACK_L2_VALUES) * seeds  # one pack of 8 a seed
+    unpacked_workers = math.ceil(n / TRIALS_PER_WORKER)
+    packed_workers = math.ceil(seeds * PACK_RECYCLE_COST / TRIALS_PER_WORKER)
     runs, whole, phase = unpacked_and_packed(spec, f"{n}-trial", log)
     return "\n".join([
         f"#### The same 8 configurations over {seeds} seeds ({n} trials, {epochs} epochs), `--jobs 1`",
@@ -206,9 +210,11 @@ def seeds_section(epochs: int, seeds: int, log) -> str:
         "",
         f"Packed: **{whole:.2f}×** the trials/min for the whole command, **{phase:.2f}×** for the trial phase "
         f"({mark(whole >= PACK_GOAL)} / {mark(phase >= PACK_GOAL)} against the {PACK_GOAL:g}× goal). "
-        f"Workers are recycled every {TRIALS_PER_WORKER} trials (a pack counts as its trials): {n // TRIALS_PER_WORKER} "
-        "workers either way. Each worker imports Keras and TensorFlow as it starts, and a worker's replacement "
-        "is started while it trains its last task, so the import overlaps training instead of following it.",
+        f"Workers are recycled every {TRIALS_PER_WORKER} trials, a pack costing {PACK_RECYCLE_COST}: "
+        f"{unpacked_workers} workers unpacked, {packed_workers} packed, where a worker's packs after its first "
+        "reuse the first one's fused model and traced steps (one seed's pack has the shape of the next). Each worker "
+        "imports Keras and TensorFlow as it starts, and a worker's replacement is started while it trains its last "
+        "task, so the import overlaps training instead of following it.",
     ])
 
 

@@ -25,6 +25,10 @@ on/off: `regcli.vstack.stack_signature`) share one `TowerStack`: one batched ker
 block for all of them, so the fused model is traced once per shape, not once per tower.
 Other towers (explicit `layers:`) are separate sub-models of the fused model.
 
+A process keeps its last single-stack fused model: the next pack of the same shape (in a
+sweep worker: another seed, other L1/L2 or dropout values) loads its towers into it and
+trains with the steps already traced, exactly as a new fused model would (see `_REUSABLE`).
+
 Towers stop independently: each has its own Keras EarlyStopping (driven with the tower's
 logs, restoring the tower's best weights); the fused model trains until the last tower
 stops. A tower whose loss becomes NaN is `diverged` without stopping the others.
@@ -55,7 +59,7 @@ from regcli.train import (
     weight_penalty,
     with_error,
 )
-from regcli.vstack import StackLoss, TowerStack, stack_metrics, stack_signature
+from regcli.vstack import StackLoss, TowerStack, stack_metrics, stack_signature, stack_structure
 
 
 class _Snapshot:
@@ -267,6 +271,54 @@ def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[s
     return out
 
 
+# ----------------------------------------------------------------------------------------
+# Reuse of the fused model by the next pack of the same shape in this process
+# ----------------------------------------------------------------------------------------
+# A sweep worker often trains pack after pack of the same shape: other seeds, other L1/L2 or
+# dropout values. Tracing the fused model's train and test steps is most of a short pack's
+# cost (~3 s here), so the last single-stack fused model is kept: the next pack with the
+# same reuse key loads its towers' initial weights, L1/L2/dropout values and dropout seed
+# into the stack, resets the optimizer to its state before any step, and trains with the
+# functions already traced. What it computes is what a new fused model would (tested).
+_REUSABLE: dict[str, Any] = {}
+
+
+def _reuse_key(specs: list[Any], ds: Any, groups: dict, loose: list, head: Any) -> tuple | None:
+    """What a traced single-stack fused model depends on; None when the pack is not one stack."""
+    if loose or len(groups) != 1:
+        return None
+    first = specs[0]
+    training = first.training.model_dump(mode="json", exclude={"epochs", "early_stopping"})
+    return (keras.backend.backend(), first.device, ds.task, ds.n_classes, ds.x_train.shape[1:], len(ds.x_train),
+            len(ds.x_val), next(iter(groups)), len(specs), stack_structure([s.model for s in specs]), head.units, head.activation,
+            repr(sorted(training.items())))
+
+
+def _keep_for_reuse(specs, ds, groups, loose, head, fused, stack) -> None:
+    """Keeps a new single-stack fused model (and its optimizer's initial state) for the next pack."""
+    _REUSABLE.clear()
+    key = _reuse_key(specs, ds, groups, loose, head)
+    if key is None:
+        return
+    # Built now (Keras would build it at the first step) to record its state before any step.
+    fused.optimizer.build(fused.trainable_variables)
+    _REUSABLE.update(key=key, fused=fused, stack=stack,
+                     optimizer=[np.array(keras.ops.convert_to_numpy(v)) for v in fused.optimizer.variables])
+
+
+def _reused(specs, ds, groups, loose, head) -> tuple[Any, list[TowerStack], dict]:
+    """The kept fused model made ready for this pack, or (None, [], {}) when none fits."""
+    if not _REUSABLE or _REUSABLE["key"] != _reuse_key(specs, ds, groups, loose, head):
+        return None, [], {}
+    fused, stack = _REUSABLE["fused"], _REUSABLE["stack"]
+    members = next(iter(groups.values()))
+    stack.set_towers([t.spec.model for t in members], seed=specs[0].seed)
+    _load_into_stack(stack, members)
+    for var, value in zip(fused.optimizer.variables, _REUSABLE["optimizer"], strict=True):
+        var.assign(value)
+    return fused, [stack], {stack.name: None}
+
+
 def train_packed(
     specs: list[Any],
     ds: Any,
@@ -287,26 +339,30 @@ def train_packed(
     keras.utils.set_random_seed(first.seed)
 
     groups, loose = _stack_towers(towers)
-    inputs = keras.Input(shape=(ds.x_train.shape[1],), name="features")
-    outputs, losses, metrics, stacks = {}, {}, {}, []
-    for g, members in enumerate(groups.values()):
-        stack = TowerStack([t.spec.model for t in members], head.units, head.activation, seed=first.seed, name=f"s{g}")
-        outputs[stack.name] = stack(inputs)
-        losses[stack.name] = StackLoss(ds.task, len(members))
-        metrics[stack.name] = stack_metrics(ds.task, head.metric_name, len(members))
-        _load_into_stack(stack, members)
-        stacks.append(stack)
-    for tower in loose:
-        outputs[tower.name] = tower.model(inputs)
-        losses[tower.name] = make_loss(ds.task)
-        metrics[tower.name] = make_metrics(ds.task)
-        if tower.early is not None:
-            tower.early.set_model(tower.model)
-    fused = keras.Model(inputs, outputs, name="packed")
     training = first.training
     steps = max(1, math.ceil(len(ds.x_train) / training.batch_size))
     spe = steps_per_execution(steps)
-    fused.compile(optimizer=make_optimizer(training), loss=losses, metrics=metrics, steps_per_execution=spe)
+    fused, stacks, outputs = _reused(specs, ds, groups, loose, head)
+    reused = fused is not None
+    if fused is None:
+        inputs = keras.Input(shape=(ds.x_train.shape[1],), name="features")
+        outputs, losses, metrics, stacks = {}, {}, {}, []
+        for g, members in enumerate(groups.values()):
+            stack = TowerStack([t.spec.model for t in members], head.units, head.activation, seed=first.seed, name=f"s{g}")
+            outputs[stack.name] = stack(inputs)
+            losses[stack.name] = StackLoss(ds.task, len(members))
+            metrics[stack.name] = stack_metrics(ds.task, head.metric_name, len(members))
+            _load_into_stack(stack, members)
+            stacks.append(stack)
+        for tower in loose:
+            outputs[tower.name] = tower.model(inputs)
+            losses[tower.name] = make_loss(ds.task)
+            metrics[tower.name] = make_metrics(ds.task)
+            if tower.early is not None:
+                tower.early.set_model(tower.model)
+        fused = keras.Model(inputs, outputs, name="packed")
+        fused.compile(optimizer=make_optimizer(training), loss=losses, metrics=metrics, steps_per_execution=spe)
+        _keep_for_reuse(specs, ds, groups, loose, head, fused, stacks[0] if stacks else None)
     y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
 
     def per_output(y):
@@ -347,7 +403,7 @@ def train_packed(
         tower.model.optimizer.build(tower.model.trainable_variables)
         extra = {"frozen_layers": [], "steps_per_execution": spe,
                  "packed": {"size": len(towers), "index": tower.index, "fused_fit_seconds": fit_seconds,
-                            "stacked": tower.view is not None}}
+                            "stacked": tower.view is not None, "reused_model": reused}}
         results.append(finish(tower.model, tower.rows, tower.early, tower.spec.training, ds, feeder, head,
                               fit_seconds / len(towers), extra, metrics=stacked.get(tower.index)))
     return results

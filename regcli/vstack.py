@@ -20,6 +20,7 @@ The stack's output is `(B, K, units)`; `StackLoss` sums the K towers' mean data 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -38,23 +39,41 @@ def stack_signature(model_spec: Any) -> tuple | None:
     return (tuple(model_spec.hidden), model_spec.activation, bool(model_spec.batchnorm), float(model_spec.bn_momentum))
 
 
+def stack_structure(model_specs: list[Any]) -> tuple[bool, bool, bool, bool]:
+    """What a stack's traced step depends on besides shapes: whether any tower has L1, L2,
+    bias L2 and dropout (`TowerStack` builds only the terms some tower uses)."""
+    return tuple(any(getattr(s, name) for s in model_specs) for name in ("l1", "l2", "bias_l2", "dropout"))
+
+
 class TowerPenalty:
-    """Per-tower L1/L2 penalty of a stacked weight `(K, ...)`: Σ_k l1[k]·Σ|w_k| + l2[k]·Σw_k²."""
+    """Per-tower L1/L2 penalty of a stacked weight `(K, ...)`: Σ_k l1[k]·Σ|w_k| + l2[k]·Σw_k².
+
+    `l1`/`l2` are numpy (the per-epoch bookkeeping reads them); in the traced step they are
+    read with `read()` (rows of the stack's `tower_knobs`) once the stack is built, so a
+    stack reused for another pack (`TowerStack.set_towers`) trains with the new values
+    without tracing again. Which terms exist (`uses_l1`, `uses_l2`) is fixed at build.
+    """
 
     def __init__(self, l1: np.ndarray, l2: np.ndarray):
+        self.set(l1, l2)
+        self.uses_l1, self.uses_l2 = bool(self.l1.any()), bool(self.l2.any())
+        self.active = self.uses_l1 or self.uses_l2
+        self.read: Callable[[], tuple[Any, Any]] | None = None
+
+    def set(self, l1: np.ndarray, l2: np.ndarray) -> None:
         self.l1 = np.asarray(l1, dtype="float32")
         self.l2 = np.asarray(l2, dtype="float32")
-        self.active = bool(self.l1.any() or self.l2.any())
 
     def per_tower(self, w: Any) -> Any:
         axes = tuple(range(1, len(w.shape)))
         if isinstance(w, np.ndarray):  # the per-epoch bookkeeping: numpy, no eager backend ops
             return self.l1 * np.abs(w).sum(axis=axes) + self.l2 * np.square(w).sum(axis=axes)
+        l1, l2 = self.read() if self.read is not None else (ops.convert_to_tensor(self.l1), ops.convert_to_tensor(self.l2))
         total = 0.0
-        if self.l1.any():
-            total = total + ops.convert_to_tensor(self.l1) * ops.sum(ops.abs(w), axis=axes)
-        if self.l2.any():
-            total = total + ops.convert_to_tensor(self.l2) * ops.sum(ops.square(w), axis=axes)
+        if self.uses_l1:
+            total = total + l1 * ops.sum(ops.abs(w), axis=axes)
+        if self.uses_l2:
+            total = total + l2 * ops.sum(ops.square(w), axis=axes)
         return total
 
     def __call__(self, w: Any) -> Any:
@@ -82,12 +101,28 @@ class TowerStack(keras.layers.Layer):
         self.epsilon = 1e-3  # keras.layers.BatchNormalization's default, as the shorthand uses
         self.act = keras.activations.get(first.activation)
         self.head_act = keras.activations.get(head_activation)
-        rates = np.array([s.dropout for s in specs], dtype="float32")
-        self.rates = rates if rates.any() else None
+        self.uses_dropout = any(s.dropout for s in specs)
         self.kernel_penalty = TowerPenalty([s.l1 for s in specs], [s.l2 for s in specs])
         self.bias_penalty = TowerPenalty(np.zeros(self.k), [s.bias_l2 for s in specs])
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.blocks: list[dict[str, Any]] = []
+        self._knob_values = self._knobs(specs)
+        self.knobs = None  # `tower_knobs`, made by build
+
+    @staticmethod
+    def _knobs(specs: list[Any]) -> np.ndarray:
+        """The towers' l1, l2, bias_l2 and dropout rate as rows of a `(4, K)` array."""
+        return np.array([[getattr(s, name) for s in specs] for name in ("l1", "l2", "bias_l2", "dropout")], dtype="float32")
+
+    def set_towers(self, specs: list[Any], seed: int) -> None:
+        """Makes this built stack another pack's (same shape and `structure()`): its towers'
+        L1/L2/dropout values and a dropout stream seeded with `seed`, as a new stack would
+        have. The weights are the caller's to load (`regcli.packed`)."""
+        values = self._knobs(specs)
+        self.kernel_penalty.set(values[0], values[1])
+        self.bias_penalty.set(np.zeros(self.k), values[2])
+        self.knobs.assign(values)
+        self.seed_generator.state.assign(keras.random.SeedGenerator(seed).state.value)
 
     def build(self, input_shape):
         n_in = input_shape[-1]
@@ -95,6 +130,11 @@ class TowerStack(keras.layers.Layer):
         # Keras adds each weight's regularizer to the loss it trains on, as for a separate run.
         kernel_reg = self.kernel_penalty if self.kernel_penalty.active else None
         bias_reg = self.bias_penalty if self.bias_penalty.active else None
+        # Per-tower knobs live in a variable, not in the traced graph: a reused stack takes new ones.
+        self.knobs = self.add_weight((4, k), initializer="zeros", trainable=False, name="tower_knobs")
+        self.knobs.assign(self._knob_values)
+        self.kernel_penalty.read = lambda: (self.knobs[0], self.knobs[1])
+        self.bias_penalty.read = lambda: (self.knobs[2], self.knobs[2])  # bias: L2 only (uses_l1 is False)
         for i, width in enumerate(self.widths, start=1):
             block = {"kernel": self.add_weight((k, n_in, width), name=f"block{i}_kernel", regularizer=kernel_reg)}
             if not self.bn:
@@ -139,8 +179,8 @@ class TowerStack(keras.layers.Layer):
             if self.bn:
                 x = self._batchnorm(x, block, training)
             x = self.act(x)
-            if training and self.rates is not None:
-                rates = ops.convert_to_tensor(self.rates.reshape(-1, 1, 1))
+            if training and self.uses_dropout:
+                rates = ops.reshape(self.knobs[3], (-1, 1, 1))
                 keep = keras.random.uniform(ops.shape(x), seed=self.seed_generator) >= rates
                 x = ops.where(keep, x / (1.0 - rates), ops.zeros_like(x))
         x = ops.matmul(x, self.head["kernel"]) + ops.expand_dims(self.head["bias"], 1)

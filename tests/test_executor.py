@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -107,3 +108,31 @@ def test_without_a_common_backend_a_replacement_starts_only_when_needed(tmp_path
     timeline = Timeline(LocalExecutor(jobs=1, threads=1, trials_per_worker=1)).run(tasks)
     assert [r["state"] for r in timeline.results] == ["completed"] * 2
     assert [kind for kind, _ in timeline.events] == ["spawn", "done", "spawn", "done"]
+
+
+@pytest.mark.slow
+def test_a_worker_trains_several_packs_and_reuses_the_traced_model(tmp_path):
+    """A pack costs PACK_RECYCLE_COST of a worker's budget, not its size: the worker that trained
+    one pack trains the next, which reuses the fused model (and its traced steps) of the same shape."""
+    import json
+
+    from regcli.sweep.worker import PACK_RECYCLE_COST
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "ex", "params": {"model.l2": [0.0, 1.0e-4, 1.0e-3, 1.0e-2]},
+                                    "seeds": [0, 1]}))
+    sweep = load_sweep(path)
+    (tmp_path / store.TRIALS).mkdir()
+    tasks = _tasks(tmp_path, sweep, sweep.trials, packing=True, workers=1)
+    assert [len(t["pack"]) for t in tasks] == [4, 4]  # one pack per seed
+    budget = 2 * PACK_RECYCLE_COST
+    timeline = Timeline(LocalExecutor(jobs=1, threads=1, trials_per_worker=budget)).run(tasks)
+    assert [r["state"] for r in timeline.results] == ["completed"] * 2
+    assert len({r["pid"] for r in timeline.results}) == 1  # one worker trained both packs
+    reused = []
+    for task in tasks:
+        for run_dir in task["run_dirs"]:
+            summary = json.loads((Path(run_dir) / "summary.json").read_text())
+            reused.append(summary["packed"]["reused_model"])
+    assert reused == [False] * 4 + [True] * 4

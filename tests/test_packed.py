@@ -163,7 +163,13 @@ specs = [load_experiment_spec(p) for p in sorted(tmp.glob("s*.yaml"))]
 packed = run_packed(specs, [tmp / "packed" / f"t{i}" for i in range(len(specs))])
 alone = run_experiment(specs[1], out=tmp / "alone")
 hp, ha = (pd.read_csv(o.run_dir / "history.csv") for o in (packed[1], alone))
+from regcli import packed as packing
+kept = packing._REUSABLE["fused"]
+again = run_packed(specs, [tmp / "again" / f"t{i}" for i in range(len(specs))])  # reuses the traced model
+hr = pd.read_csv(again[1].run_dir / "history.csv")
 print(json.dumps({"stacked": [o.summary["packed"]["stacked"] for o in packed],
+                  "reused": packing._REUSABLE["fused"] is kept,
+                  "reuse_diff": float(np.abs(hr["val_data_loss"] - hp["val_data_loss"]).max()),
                   "diff": float(np.abs(hp["val_data_loss"] - ha["val_data_loss"]).max()),
                   "best": [packed[1].summary["best_epoch"], alone.summary["best_epoch"]]}))
 """
@@ -187,6 +193,7 @@ def test_stacks_train_on_the_jax_backend_too(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["stacked"] == [True, True, True]
     assert result["diff"] < 1e-5
+    assert result["reused"] and result["reuse_diff"] == 0.0
     assert result["best"][0] == result["best"][1]
 
 
@@ -207,3 +214,45 @@ def test_a_pack_is_reproducible(tmp_path):
         wa, wb = (load_shipped_model(o.run_dir / rundir.MODEL).get_weights() for o in (a, b))
         for x, y in zip(wa, wb, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+def test_the_next_pack_of_the_same_shape_reuses_the_traced_model_exactly(tmp_path):
+    """A worker's next pack of the same shape (another seed, other L2/dropout values) trains in the
+    fused model kept from the last pack, without tracing again, and gets exactly what a new fused
+    model gives it: weights, optimizer state, per-tower knobs and dropout stream are all reset."""
+    from regcli import packed
+    from regcli.train import load_shipped_model
+
+    def pack(name, seed, towers):
+        configs = []
+        for i, model in enumerate(towers):
+            path = tmp_path / f"{name}{i}.yaml"
+            raw = {**BASE, "seed": seed, "training": {**BASE["training"], "epochs": 4, "early_stopping": ES}}
+            path.write_text(yaml.safe_dump({**raw, "model": {"hidden": [16, 8], "batchnorm": True, **model}}))
+            configs.append(load_experiment_spec(path))
+        return configs
+
+    first = pack("a", 0, [{"l2": 0.0, "dropout": 0.3}, {"l2": 1e-2, "dropout": 0.0}, {"l2": 1e-3, "dropout": 0.1}])
+    second = pack("b", 3, [{"l2": 3e-2, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.5}, {"l2": 1e-4, "dropout": 0.2}])
+
+    def run(configs, where):
+        return run_packed(configs, [tmp_path / where / f"t{i}" for i in range(len(configs))])
+
+    packed._REUSABLE.clear()
+    fresh = run(second, "fresh")
+    run(first, "first")
+    kept = packed._REUSABLE["fused"]
+    traced = kept.train_function
+    reused = run(second, "reused")
+    assert packed._REUSABLE["fused"] is kept and kept.train_function is traced  # nothing rebuilt or traced
+    for a, b in zip(fresh, reused, strict=True):
+        ha, hb = (pd.read_csv(o.run_dir / rundir.HISTORY).drop(columns=["seconds"]) for o in (a, b))
+        pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+        for key in ("best_epoch", "epochs_run", "metrics", "penalty"):
+            assert a.summary[key] == b.summary[key], key
+        wa, wb = (load_shipped_model(o.run_dir / rundir.MODEL).get_weights() for o in (a, b))
+        for x, y in zip(wa, wb, strict=True):
+            np.testing.assert_array_equal(x, y)
+    # Another shape (or structure: no tower with dropout) builds a new fused model.
+    run(pack("c", 3, [{"l2": 1e-2, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.0}]), "other")
+    assert packed._REUSABLE["fused"] is not kept

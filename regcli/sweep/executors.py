@@ -8,7 +8,8 @@ executor ran a trial.
 
 - `LocalExecutor`: `jobs` spawned worker processes, each with `cores // jobs` TensorFlow
   threads, each recycled after `TRIALS_PER_WORKER` trials (TensorFlow keeps a few MB per
-  model built in a process even after `clear_session()`; a pack counts as its trials). A
+  model built in a process even after `clear_session()`; a pack costs `PACK_RECYCLE_COST`,
+  so a worker trains several packs, and its next packs of one shape reuse the traced model). A
   worker that dies (killed, out of memory, segfault) fails only its own task: the sweep
   replaces the worker and goes on. When every task uses the same backend and device, a worker
   imports Keras and its backend (~5 s for TensorFlow) as soon as it starts, and the
@@ -34,11 +35,12 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from regcli.errors import BadInputError, RunFailedError
-from regcli.sweep.worker import configure_threads, preload, run_task, task_size, threads_per_worker
+from regcli.sweep.worker import configure_threads, preload, recycle_cost, run_task, threads_per_worker
 
-# TensorFlow keeps ~4 MB per model built in a process even after clear_session(): a worker
-# trains at most this many trials (a leak of ~32 MB) before a fresh one replaces it, which
-# also amortizes the ~5 s TensorFlow import over several trials.
+# TensorFlow keeps memory per model built in a process even after clear_session() (~4 MB
+# per model; ~12 MB per quickstart trial with its run directory here): a worker trains at
+# most this many trials (a pack costs `worker.PACK_RECYCLE_COST`) before a fresh one
+# replaces it, which also amortizes the ~5 s TensorFlow import over several trials.
 TRIALS_PER_WORKER = 8
 # After Ctrl-C, how long running trials get to record `interrupted` themselves before
 # their workers are stopped (the sweep then marks them interrupted).
@@ -111,7 +113,7 @@ def _worker_main(
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn.send(result)
-        trials += task_size(task)
+        trials += recycle_cost(task)
     # Every file was written atomically and every result sent: skip the interpreter's teardown
     # (TensorFlow's takes 1-2 s, which the sweep would wait for when it retires this worker).
     sys.stdout.flush()
@@ -211,7 +213,7 @@ class LocalExecutor:
         if self._backend is None or not queue:
             return
         retiring = sum(
-            1 for w in self._workers if w.task is not None and w.trials + task_size(w.task) >= self.trials_per_worker
+            1 for w in self._workers if w.task is not None and w.trials + recycle_cost(w.task) >= self.trials_per_worker
         )
         spare = sum(1 for w in self._workers if w.task is None)
         for _ in range(min(retiring, len(queue)) - spare):
@@ -238,7 +240,7 @@ class LocalExecutor:
                     result = died(worker.task, f"the worker process died (exit code {worker.process.exitcode}) while training this trial")
                 if result is None:
                     continue
-                worker.trials += task_size(worker.task)
+                worker.trials += recycle_cost(worker.task)
                 worker.task = None
                 on_done(result)
             if worker.trials >= self.trials_per_worker or not worker.process.is_alive():
