@@ -115,7 +115,7 @@ class TowerStack(keras.layers.Layer):
         return np.array([[getattr(s, name) for s in specs] for name in ("l1", "l2", "bias_l2", "dropout")], dtype="float32")
 
     def set_towers(self, specs: list[Any], seed: int) -> None:
-        """Makes this built stack another pack's (same shape and `structure()`): its towers'
+        """Makes this built stack another pack's (same shape and `stack_structure`): its towers'
         L1/L2/dropout values and a dropout stream seeded with `seed`, as a new stack would
         have. The weights are the caller's to load (`regcli.packed`)."""
         values = self._knobs(specs)
