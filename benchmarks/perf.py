@@ -262,6 +262,23 @@ def twenty_in_a_row(out: Path, n: int, backend: str) -> None:
     (out / "rss.json").write_text(json.dumps(rss))
 
 
+def packs_in_a_row(out: Path, n: int) -> None:
+    """(In a child process.) Trains `n` packs of the 8 packing-benchmark configurations (3 epochs,
+    seeds 0..n-1) one after another through run_packed, as a sweep worker does; RSS after each."""
+    from regcli.runner import run_packed
+    from regcli.spec import load_yaml_file, validate_experiment
+
+    base = load_yaml_file(ROOT / "configs" / "quickstart.yaml")  # regcli's loader: 1e-3 is a float
+    base["training"].update(epochs=3, early_stopping={"enabled": False})
+    rss = []
+    for seed in range(n):
+        specs = [validate_experiment({**base, "seed": seed, "model": {**base["model"], "l2": l2, "dropout": 0.0}},
+                                     out, source="bench") for l2 in sweep_jobs.PACK_L2_VALUES]
+        run_packed(specs, [out / "packs" / f"s{seed}" / f"t{k}" for k in range(len(specs))])
+        rss.append(rss_mib())
+    (out / "rss.json").write_text(json.dumps(rss))
+
+
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -271,6 +288,7 @@ def rss_mib() -> float:
 
 def memory_section(quick: bool, log) -> str:
     from regcli.sweep.executors import TRIALS_PER_WORKER
+    from regcli.sweep.worker import PACK_RECYCLE_COST
 
     with tempfile.TemporaryDirectory(prefix="regcli-bench-mem-") as tmp:
         peak, seconds = maxrss_mib([sys.executable, "-m", "regcli", "train", "configs/quickstart.yaml",
@@ -286,6 +304,13 @@ def memory_section(quick: bool, log) -> str:
                            stderr=subprocess.DEVNULL)
             series[backend] = json.loads((out / "rss.json").read_text())
             log(f"  20 models in a row ({backend}): {series[backend][0]:.0f} -> {series[backend][-1]:.0f} MiB")
+        out = Path(tmp) / "packs"
+        out.mkdir()
+        code = f"import sys, pathlib; sys.path.insert(0, 'benchmarks'); import perf; perf.packs_in_a_row(pathlib.Path({str(out)!r}), 8)"
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        packs = json.loads((out / "rss.json").read_text())
+        log(f"  8 packs of 8 in a row: {packs[0]:.0f} -> {packs[-1]:.0f} MiB")
     lines = [
         "### Memory",
         "",
@@ -303,14 +328,23 @@ def memory_section(quick: bool, log) -> str:
         lines.append(f"| {backend} | {rss[0]:.0f} MiB | {rss[4]:.0f} MiB | {rss[9]:.0f} MiB | {rss[19]:.0f} MiB | "
                      f"{growth:+.1f} MiB |")
     tf_growth = (series["tensorflow"][19] - series["tensorflow"][4]) / 15
+    pack_growth = (packs[-1] - packs[0]) / (len(packs) - 1)
     bound = series["tensorflow"][0] + TRIALS_PER_WORKER * max(tf_growth, 0)
+    pack_bound = packs[0] + (TRIALS_PER_WORKER // PACK_RECYCLE_COST - 1) * max(pack_growth, 0)
     lines += [
         "",
+        f"Packs: one process training {len(packs)} packs of the 8 packing-benchmark configurations (3 epochs, seeds "
+        f"0-{len(packs) - 1}) in a row through `regcli.runner.run_packed`, as a sweep worker does (its packs after the "
+        f"first reuse the traced model): **{packs[0]:.0f} MiB** after pack 1, {packs[len(packs) // 2 - 1]:.0f} MiB "
+        f"after pack {len(packs) // 2}, {packs[-1]:.0f} MiB after pack {len(packs)}: **{pack_growth:+.1f} MiB** a "
+        f"pack of 8 trials after the first, against {tf_growth:+.1f} MiB a separate trial (TensorFlow, above).",
+        "",
         f"How a sweep bounds it: a local worker trains at most `TRIALS_PER_WORKER` = {TRIALS_PER_WORKER} trials "
-        f"(a pack counts as its trials), then a fresh process replaces it; a Ray worker runs at most "
-        f"{TRIALS_PER_WORKER} trial tasks or 1 pack task. At the growth measured here a worker's RSS stays under "
-        f"about {bound:.0f} MiB (first model + {TRIALS_PER_WORKER} × growth) however many trials the sweep has. "
-        f"{mark(True)} bounded (recycled).",
+        f"(a pack costs `PACK_RECYCLE_COST` = {PACK_RECYCLE_COST}), then a fresh process replaces it; a Ray worker "
+        f"runs at most {TRIALS_PER_WORKER} trial tasks or {TRIALS_PER_WORKER // PACK_RECYCLE_COST} pack tasks. At "
+        f"the growth measured here a worker's RSS stays under about {bound:.0f} MiB (first model + "
+        f"{TRIALS_PER_WORKER} × growth) training separate trials and about {pack_bound:.0f} MiB training packs, "
+        f"however many trials the sweep has. {mark(True)} bounded (recycled).",
     ]
     return "\n".join(lines)
 

@@ -35,7 +35,14 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from regcli.errors import BadInputError, RunFailedError
-from regcli.sweep.worker import configure_threads, preload, recycle_cost, run_task, threads_per_worker
+from regcli.sweep.worker import (
+    PACK_RECYCLE_COST,
+    configure_threads,
+    preload,
+    recycle_cost,
+    run_task,
+    threads_per_worker,
+)
 
 # TensorFlow keeps memory per model built in a process even after clear_session() (~4 MB
 # per model; ~12 MB per quickstart trial with its run directory here): a worker trains at
@@ -340,8 +347,9 @@ class RayExecutor:
                     f"Start one with `ray start --head` and pass the address it prints, or omit --address for a local Ray."
                 ) from None
         remote = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER, max_retries=0)(ray_trial)
-        # A pack builds up to 8 models: its Ray worker is replaced after it, as a local one would be.
-        remote_pack = ray.remote(num_cpus=self.cpus_per_trial, max_calls=1, max_retries=0)(ray_trial)
+        # Packs recycle their Ray workers as local ones do (a pack costs PACK_RECYCLE_COST trials).
+        remote_pack = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER // PACK_RECYCLE_COST,
+                                 max_retries=0)(ray_trial)
         queue = deque(tasks)
         in_flight: dict[Any, dict[str, Any]] = {}
         limit = self.max_in_flight or len(tasks) or 1

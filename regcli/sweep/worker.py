@@ -112,11 +112,12 @@ def preload(backend_name: str, device: str) -> None:
 
 
 # What a pack costs in a worker's recycling budget (`TRIALS_PER_WORKER` in executors), where a
-# trial costs 1. Measured here (quickstart model, 8 towers): a worker's memory grows about as
-# much for a pack as for 1-2 separate trials (~20 MB for a pack that builds its fused model,
-# ~10 MB for one that reuses the last pack's, ~12 MB a separate trial), so a worker trains up
-# to 4 packs, and its next packs reuse the traced fused model (`regcli.packed`).
-PACK_RECYCLE_COST = 2
+# trial costs 1. Measured here (quickstart model, packs of 8; `benchmarks/perf.py`, Memory): a
+# pack that reuses the last pack's traced model grows a worker's memory less than one separate
+# trial does (~9 vs ~12 MB), one that builds its fused model about as much as two (~20 MB). A
+# sweep's packs mostly share a shape (seeds x values), so a pack costs 1: a worker trains up to
+# 8 packs, and all but its first reuse the traced model (`regcli.packed`).
+PACK_RECYCLE_COST = 1
 
 
 def recycle_cost(task: dict[str, Any]) -> int:
