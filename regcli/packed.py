@@ -294,10 +294,9 @@ def _reuse_key(specs: list[Any], ds: Any, groups: dict, loose: list, head: Any) 
             repr(sorted(training.items())))
 
 
-def _keep_for_reuse(specs, ds, groups, loose, head, fused, stack) -> None:
+def _keep_for_reuse(key: tuple | None, fused, stack) -> None:
     """Keeps a new single-stack fused model (and its optimizer's initial state) for the next pack."""
     _REUSABLE.clear()
-    key = _reuse_key(specs, ds, groups, loose, head)
     if key is None:
         return
     # Built now (Keras would build it at the first step) to record its state before any step.
@@ -306,9 +305,9 @@ def _keep_for_reuse(specs, ds, groups, loose, head, fused, stack) -> None:
                      optimizer=[np.array(keras.ops.convert_to_numpy(v)) for v in fused.optimizer.variables])
 
 
-def _reused(specs, ds, groups, loose, head) -> tuple[Any, list[TowerStack], dict]:
+def _reused(key: tuple | None, specs, groups) -> tuple[Any, list[TowerStack], dict]:
     """The kept fused model made ready for this pack, or (None, [], {}) when none fits."""
-    if not _REUSABLE or _REUSABLE["key"] != _reuse_key(specs, ds, groups, loose, head):
+    if key is None or _REUSABLE.get("key") != key:
         return None, [], {}
     fused, stack = _REUSABLE["fused"], _REUSABLE["stack"]
     members = next(iter(groups.values()))
@@ -342,7 +341,8 @@ def train_packed(
     training = first.training
     steps = max(1, math.ceil(len(ds.x_train) / training.batch_size))
     spe = steps_per_execution(steps)
-    fused, stacks, outputs = _reused(specs, ds, groups, loose, head)
+    key = _reuse_key(specs, ds, groups, loose, head)
+    fused, stacks, outputs = _reused(key, specs, groups)
     reused = fused is not None
     if fused is None:
         inputs = keras.Input(shape=(ds.x_train.shape[1],), name="features")
@@ -362,7 +362,7 @@ def train_packed(
                 tower.early.set_model(tower.model)
         fused = keras.Model(inputs, outputs, name="packed")
         fused.compile(optimizer=make_optimizer(training), loss=losses, metrics=metrics, steps_per_execution=spe)
-        _keep_for_reuse(specs, ds, groups, loose, head, fused, stacks[0] if stacks else None)
+        _keep_for_reuse(key, fused, stacks[0] if stacks else None)
     y_train, y_val = _targets(ds.y_train, ds.task), _targets(ds.y_val, ds.task)
 
     def per_output(y):
