@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +55,13 @@ def _errors():
     except KeyboardInterrupt:
         _stderr().print("interrupted")
         raise typer.Exit(code=130) from None
+    except Exception as exc:
+        from regcli.interrupt import caused_by_ctrl_c
+
+        if not caused_by_ctrl_c(exc):  # e.g. "SystemError: __import__ returned a result with an exception set"
+            raise
+        _stderr().print("interrupted")
+        raise typer.Exit(code=130) from None
 
 
 def _overrides(sets: list[str] | None, seed: int | None, backend: str | None) -> list[str]:
@@ -63,6 +71,41 @@ def _overrides(sets: list[str] | None, seed: int | None, backend: str | None) ->
     if backend is not None:
         overrides.append(f"backend={backend}")
     return overrides
+
+
+def _out_dir(value: str | None) -> Path | None:
+    """--out: a directory path; an empty one would silently mean the current folder."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter(
+            f"received {value!r}; give a directory, e.g. --out runs (--out . for the current folder), "
+            "or leave --out out for its default."
+        )
+    return None if value is None else Path(value)
+
+
+def _check_name(name: str | None) -> None:
+    """--name '' is refused like any other bad run name, instead of silently using the default."""
+    from regcli.rundir import check_run_name
+
+    if name is not None:
+        check_run_name(name, "--name")
+
+
+def _jobs_note(jobs: int | None, executor: str, n_trials: int) -> str | None:
+    """One line when --jobs asks for more local workers than there are trials or CPU cores."""
+    if jobs is None or executor != "local":
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(jobs, max(1, n_trials))
+    if jobs > cores:
+        return (
+            f"--jobs {jobs} is more than this machine's {cores} CPU core(s): {workers} worker process(es) "
+            f"(at most one per trial; the sweep has {n_trials}) will share them, each trial slower. "
+            f"Use --jobs {cores} for one trial per core."
+        )
+    if jobs > n_trials:
+        return f"--jobs {jobs}: the sweep has {n_trials} trial(s), so {workers} worker process(es) start."
+    return None
 
 
 def _summary_table(outcome):
@@ -92,8 +135,14 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override a key by dotted path, e.g. --set model.l2=1e-3 (value parsed as YAML)."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Directory the run directory is created in.")] = Path("runs"),
-    name: Annotated[str | None, typer.Option(help="Run name (default: the spec's name or data source).")] = None,
+    out: Annotated[
+        str, typer.Option(callback=_out_dir, help="Directory the run directory is created in.")
+    ] = "runs",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Run name (default: the spec's name or data source): 1-100 characters of letters, digits, "
+        "'.', '_' or '-', starting with a letter or digit."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     backend: Annotated[str | None, typer.Option(help="Keras backend: tensorflow, jax or torch.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
@@ -108,6 +157,7 @@ def train(
 
     with _errors():
         _check_train_args(config, resume, set_, seed, backend, name, smoke)
+        _check_name(name)
         with _progress(quiet) as (on_start, on_epoch):
             if resume is not None:
                 outcome = resume_run(resume, on_start=on_start, on_epoch=on_epoch)
@@ -200,14 +250,26 @@ def diagnose(
     from regcli.review import diagnose_run, fail_on_verdicts, print_diagnosis
 
     with _errors():
+        if fail_on is not None and not fail_on.replace(",", "").strip():
+            from regcli.errors import BadInputError
+            from regcli.review import VERDICTS
+
+            raise BadInputError(
+                f"--fail-on must list at least one verdict, e.g. --fail-on high_variance,diverged. "
+                f"Valid verdicts: {', '.join(VERDICTS)}. Received: {fail_on!r}. Leave --fail-on out to never fail."
+            )
         verdicts = fail_on_verdicts(fail_on)
         result = diagnose_run(run_dir, replay=replay)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
         print_diagnosis(_stdout(), result)
+    if result["not_written"]:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
+        _stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
     if result["diagnosis"]["verdict"] in verdicts:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=1)  # the gate's answer first: the verdict itself is sound
+    if result["not_written"]:
+        raise typer.Exit(code=2)
 
 
 def _wide_stdout():
@@ -260,7 +322,8 @@ def _test_table(result: dict):
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
     out: Annotated[
-        Path | None, typer.Option(help="Directory for the overlay plot. Defaults to the runs' common parent.")
+        str | None,
+        typer.Option(callback=_out_dir, help="Directory for the overlay plot. Defaults to the runs' common parent."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
@@ -314,7 +377,9 @@ def sweep(
     resume: Annotated[
         Path | None, typer.Option(help="Continue this sweep directory: run only its trials that did not finish.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Directory the sweep directory is created in. Defaults to runs/.")] = None,
+    out: Annotated[
+        str | None, typer.Option(callback=_out_dir, help="Directory the sweep directory is created in. Defaults to runs/.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     smoke: Annotated[
         bool, typer.Option("--smoke", help="CI smoke run: at most 2 trials of at most 2 epochs and 256 training rows.")
@@ -337,8 +402,9 @@ def sweep(
     with _errors():
         plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs,
                             pack=not no_pack)
-        for warning in plan.warnings:
-            warn(warning)
+        for warning in [*plan.warnings, _jobs_note(jobs, executor, len(plan.sweep.trials))]:
+            if warning:
+                warn(warning)
         with sweep_progress(_stderr(), quiet=quiet) as progress:
             result = run_sweep(plan, progress=progress, on_note=warn)
     console = _stdout()
@@ -422,9 +488,10 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
-    from regcli import backend
+    from regcli import backend, interrupt
 
     backend.OWN_PROCESS = True
+    interrupt.quiet_unraisable_ctrl_c()
 
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit (ulimit -f) the kernel kills the process by default; ignored,

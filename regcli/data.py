@@ -139,6 +139,37 @@ def load_dataset(data: Any, *, seed: int, task: str = "auto") -> Dataset:
         >>> ds.x_train.shape, ds.task, ds.n_classes, ds.class_names
         ((90, 4), 'multiclass', 3, ['setosa', 'versicolor', 'virginica'])
     """
+    try:
+        return _build_dataset(data, seed, task)
+    except MemoryError as exc:  # numpy's _ArrayMemoryError too: bad input for this machine, not a crash
+        raise DataError(
+            f"data: loading and splitting {_name_data(data.source, data.path)} ran out of memory ({exc}). "
+            f"{_memory_note()}Lower data.params.n_samples or n_features, or use a smaller data file."
+        ) from None
+
+
+def _memory_note() -> str:
+    """What memory there is, read without heavy imports: MemAvailable, and `ulimit -v` when set."""
+    notes = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+        notes.append(f"this machine has {kib / 1024**2:.1f} GiB of memory available")
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            notes.append(f"this process may use at most {limit / 1024**3:.1f} GiB (ulimit -v)")
+    except (ImportError, OSError, ValueError):
+        pass
+    text = "; ".join(notes)
+    return f"{text[:1].upper()}{text[1:]}. " if notes else ""
+
+
+def _build_dataset(data: Any, seed: int, task: str) -> Dataset:
     split_seed = _split_seed(data, seed)
     raw = _load_raw(data, split_seed)
     task, y, class_names = _resolve_task(raw, task)

@@ -24,8 +24,10 @@ import copy
 import difflib
 import json
 import math
+import os
 import os.path
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,7 @@ __all__ = [
     "TrainingSpec",
     "apply_overrides",
     "dump_spec_yaml",
+    "foreign_file_problem",
     "is_sweep_spec",
     "load_experiment_spec",
     "load_yaml_file",
@@ -89,6 +92,7 @@ __all__ = [
 MAX_SPEC_BYTES = 1_000_000  # a spec is a few hundred bytes; a megabyte is not a spec
 MAX_ALIASES = 100  # real specs use a handful of YAML aliases (*name); bombs use thousands
 MAX_EXPANDED_NODES = 100_000  # a spec expands to ~200 YAML nodes; "billion laughs" to 10**9
+MAX_ENTRIES = 10_000  # entries of one YAML list or mapping; the longest real one is a sweep's 1,000 seeds
 MAX_NESTING = 64  # the deepest real spec (model.layers.N.kernel_regularizer.l2) is 5 levels
 MAX_INT_DIGITS = 100  # Python refuses to parse ints above 4300 digits; no setting needs 20
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most backends accept 32-bit seeds only
@@ -104,6 +108,10 @@ MAX_SCALE = 1e6  # drift shift/scale, noise stddevs, tolerances: finite and sane
 MAX_N_SAMPLES = 1_000_000  # generated data sets: 10**6 rows x 20 features is 160 MB
 MAX_N_FEATURES = 10_000
 MAX_N_CLASSES = 1_000
+# Each bound above is checked alone; their product is not: 10**6 rows x 10**4 features is a
+# 74.5 GiB matrix. 2 GiB of float64 (10**6 x 268) is far beyond any regularization experiment.
+MAX_GENERATED_BYTES = 2 * 1024**3
+GENERATED_DEFAULT_SHAPE = {"n_samples": 1000, "n_features": 20}  # data.GENERATOR_DEFAULTS (moons: 2 features)
 MAX_NAME_CHARS = 100  # run directory names stay well below every file system's limit
 
 BUILTIN_SOURCES = (
@@ -205,8 +213,38 @@ class SpecLoader(yaml.SafeLoader):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._alias_count = 0
+        self._path: list[str] = []  # dotted key of the node being composed, for messages
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        label = None
+        if isinstance(parent, yaml.SequenceNode):
+            label = str(index)
+            self._check_entries(parent, index, "entries")
+        elif isinstance(parent, yaml.MappingNode):
+            if index is None:  # composing a key
+                self._check_entries(parent, len(parent.value), "keys")
+            else:
+                label = str(index.value) if isinstance(index, yaml.ScalarNode) else "<key>"
+        if label is None:
+            return self._compose_node(parent, index)
+        self._path.append(label)
+        try:
+            return self._compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+    def _check_entries(self, parent: Any, count: int, what: str) -> None:
+        """A list or mapping written out with more than MAX_ENTRIES entries, named by its key."""
+        if count >= MAX_ENTRIES:
+            kind = "list" if what == "entries" else "mapping"
+            name = ".".join(self._path)[:200] or f"the top-level {kind}"
+            raise _RejectedYaml(
+                problem=f"{name} has more than {MAX_ENTRIES:,} {what}; at most {MAX_ENTRIES:,} are allowed "
+                f"in one {kind} of a spec",
+                problem_mark=parent.start_mark,
+            )
+
+    def _compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self._alias_count += 1
             if self._alias_count > MAX_ALIASES:
@@ -286,7 +324,12 @@ def _canonical_key(node: yaml.ScalarNode) -> Any:
 
 
 def _check_expansion(root: Any) -> None:
-    """Refuse alias cycles, nesting deeper than MAX_NESTING and alias bombs."""
+    """Refuse alias cycles, nesting deeper than MAX_NESTING and alias bombs.
+
+    Only values that aliases add (expanded values beyond the nodes actually written) count
+    towards the 'billion laughs' bound `MAX_EXPANDED_NODES`; a long list written out is
+    refused earlier, naming its key (`SpecLoader.compose_node`).
+    """
     done: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded node count, height)
     on_path: set[int] = set()
 
@@ -315,7 +358,8 @@ def _check_expansion(root: Any) -> None:
                 child_size, child_height = visit(child, depth + 1)
                 size += child_size
                 height = max(height, child_height + 1)
-                if size > MAX_EXPANDED_NODES:
+                # Values beyond every node written so far can only come from aliases.
+                if size > MAX_EXPANDED_NODES + len(done) + len(on_path):
                     raise _RejectedYaml(
                         problem=f"the document expands to more than {MAX_EXPANDED_NODES:,} values "
                         "through aliases (a 'billion laughs' document); regcli refuses it",
@@ -446,8 +490,9 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """Read a spec file (experiment or sweep) and return its top-level mapping.
 
     Raises:
-        SpecError: the file is missing, a directory, unreadable, not UTF-8, over
-            `MAX_SPEC_BYTES`, malformed, empty, or its top level is not a mapping.
+        SpecError: the file is missing, a directory, not a regular file (a device, FIFO or
+            socket), unreadable, not UTF-8, over `MAX_SPEC_BYTES`, malformed, empty, or its
+            top level is not a mapping.
     """
     p = Path(path)
     if not p.exists():
@@ -457,12 +502,7 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
             f"Spec file {p} is a directory; expected a YAML file such as configs/breast_cancer.yaml."
         )
     try:
-        if p.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecError(
-                f"Spec file {p} is {p.stat().st_size:,} bytes; a spec is a short YAML file "
-                f"(regcli refuses more than {MAX_SPEC_BYTES:,} bytes)."
-            )
-        text = p.read_text(encoding="utf-8")
+        text = _read_capped(p).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"Spec file {p} is not UTF-8 text (byte {exc.start}). Save it as UTF-8.") from None
     except OSError as exc:
@@ -479,6 +519,47 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
             f"its top level is {_kind(data)}."
         )
     return data
+
+
+def _read_capped(p: Path) -> bytes:
+    """The bytes of regular file `p`, at most `MAX_SPEC_BYTES`; never trusts `st_size`.
+
+    Opened non-blocking so that a FIFO without a writer cannot hang the open; devices,
+    FIFOs and sockets are refused before anything is read, and a file that reports size 0
+    (/proc) is still read only up to the cap.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(p, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecError(
+                f"Spec file {p} is {_file_kind(mode)}, not a regular file; expected a YAML file such as "
+                "configs/breast_cancer.yaml. regcli does not read specs from devices, pipes or sockets."
+            )
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES and (chunk := os.read(fd, MAX_SPEC_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(
+            f"Spec file {p} is over {MAX_SPEC_BYTES:,} bytes; a spec is a short YAML file "
+            f"(regcli refuses more than {MAX_SPEC_BYTES:,} bytes)."
+        )
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    """'a character device', 'a named pipe (FIFO)', ... for messages."""
+    kinds = (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _kind(value: Any) -> str:
@@ -899,6 +980,7 @@ class DataSpec(_Strict):
         if problems:
             _fail(*problems)
         params = {key: (item if _PARAM_RANGES[key].integer else float(item)) for key, item in value.items()}
+        _check_generated_size(source, params)
         n_features, n_informative = params.get("n_features"), params.get("n_informative")
         if n_features is not None and n_informative is not None and n_informative > n_features:
             _fail(
@@ -918,6 +1000,34 @@ class DataSpec(_Strict):
                 )
             )
         return params
+
+
+def _check_generated_size(source: str, params: Mapping[str, Any]) -> None:
+    """data.params: the generated float64 matrix (rows x features x 8 bytes) fits MAX_GENERATED_BYTES."""
+    rows = params.get("n_samples", GENERATED_DEFAULT_SHAPE["n_samples"])
+    features = 2 if source == "moons" else params.get("n_features", GENERATED_DEFAULT_SHAPE["n_features"])
+    need = rows * features * 8
+    if need <= MAX_GENERATED_BYTES:
+        return
+    _fail(
+        _Problem(
+            "",
+            f"n_samples x n_features = {rows:,} x {features:,} would generate a {_bytes_text(need)} feature matrix "
+            f"(rows x features x 8-byte floats, before splitting); regcli generates at most "
+            f"{_bytes_text(MAX_GENERATED_BYTES)}.",
+            dict(params),
+            f"Lower n_samples or n_features, e.g. n_features: {max(1, MAX_GENERATED_BYTES // (8 * rows)):,} "
+            f"with {rows:,} rows.",
+        )
+    )
+
+
+def _bytes_text(n: int) -> str:
+    """1.5 GiB, 74.5 GiB, 512.0 MiB: sizes the way numpy's MemoryError reports them."""
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _prefixed(problem: _Problem, prefix: str) -> _Problem:
@@ -1844,6 +1954,21 @@ def is_sweep_spec(raw: Any) -> bool:
     return isinstance(raw, Mapping) and ("base" in raw or "params" in raw)
 
 
+def foreign_file_problem(raw: Mapping[str, Any], path: Path) -> str | None:
+    """Why the mapping read from `path` is not an experiment spec at all, or None.
+
+    A mapping none of whose top-level keys is a spec key (a password file, some other
+    program's config) is not a spec with typos: its keys are not echoed back.
+    """
+    if any(key in ExperimentSpec.model_fields for key in raw):
+        return None
+    return (
+        f"{path} is not an experiment spec: none of its {len(raw):,} top-level keys is one of "
+        f"{', '.join(ExperimentSpec.model_fields)} (its content is not shown). Expected a YAML mapping with at "
+        "least data:, e.g. 'data: {source: breast_cancer}'; check the path."
+    )
+
+
 def validate_experiment(
     raw: Mapping[str, Any], base_dir: str | Path, *, source: str = "<spec>"
 ) -> ExperimentSpec:
@@ -1884,6 +2009,8 @@ def load_experiment_spec(path: str | Path, overrides: Sequence[str] = ()) -> Exp
         raise SpecError(
             f"Spec file {p} is a sweep spec (it has a top-level base: or params:); run it with regcli sweep."
         )
+    if problem := foreign_file_problem(raw, p):
+        raise SpecError(f"Spec file {problem}")
     for text in overrides:
         key, value = parse_override(text)
         local_uri = key == "tracking.mlflow.uri" and isinstance(value, str) and not _URI_SCHEME_RE.match(value)

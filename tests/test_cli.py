@@ -127,6 +127,83 @@ def test_name_cannot_escape_the_output_dir(tmp_path):
     assert not (tmp_path / "etc").exists()
 
 
+def one_paragraph(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "SPEC", "--out", ""], "Invalid value for '--out': received ''; give a directory, e.g. --out runs "
+         "(--out . for the current folder), or leave --out out for its default."),
+        (["train", "SPEC", "--out", "runs", "--name", ""], "error: --name must be 1-100 characters of letters, "
+         "digits, '.', '_' or '-', starting with a letter or digit, so the run directory stays inside the output "
+         "directory. Received: ''."),
+        (["sweep", "SPEC", "--out", " "], "Invalid value for '--out': received ' '; give a directory"),
+        (["diagnose", "RUN", "--fail-on", ""], "error: --fail-on must list at least one verdict, e.g. --fail-on "
+         "high_variance,diverged. Valid verdicts: high_bias, high_variance, high_bias_and_variance, good_fit, "
+         "diverged, not_learning. Received: ''. Leave --fail-on out to never fail."),
+        (["diagnose", "RUN", "--fail-on", " , "], "error: --fail-on must list at least one verdict"),
+    ],
+)
+def test_empty_option_values_are_refused_naming_the_option(tmp_path, args, message):
+    spec = write(tmp_path, TINY)
+    run = tmp_path / "run"
+    run.mkdir()
+    args = [{"SPEC": spec, "RUN": run}.get(a, a) for a in args]
+    proc = regcli(*args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in one_paragraph(proc.stderr.replace("│", " ")), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "spec.yaml"] and not any(run.iterdir())
+
+
+def test_generated_data_too_big_for_memory_is_refused_at_validation(tmp_path):
+    raw = {"data": {"source": "synthetic_classification", "params": {"n_samples": 1000000, "n_features": 10000}}}
+    spec = write(tmp_path, raw)
+    for command in ("validate", "train"):
+        proc = regcli(command, spec, "--out", tmp_path / "runs") if command == "train" else regcli(command, spec)
+        assert proc.returncode == 2, proc.stderr
+        assert one_paragraph(proc.stderr).startswith(
+            f"error: Invalid spec {spec}: data.params: n_samples x n_features = 1,000,000 x 10,000 would generate "
+            "a 74.5 GiB feature matrix"
+        ), proc.stderr
+        assert "Traceback" not in proc.stderr and "ArrayMemoryError" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="RLIMIT_AS: Linux")
+def test_running_out_of_memory_while_loading_data_is_a_clean_error(tmp_path):
+    import resource
+
+    # 1,000,000 x 200 float64 is 1.49 GiB: valid (under 2 GiB), but not under a 1 GiB address-space limit.
+    raw = {**TINY, "data": {"source": "synthetic_classification", "params": {"n_samples": 1000000, "n_features": 200}}}
+    spec = write(tmp_path, raw)
+    limit = 1024**3
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "regcli", "train", str(spec), "--out", str(tmp_path / "runs"), "--quiet"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, env={**os.environ, **threads},
+        preexec_fn=cap_memory, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    message = one_paragraph(proc.stderr)
+    assert message.startswith(
+        "error: data: loading and splitting data.source 'synthetic_classification' ran out of memory (Unable to "
+        "allocate 1.49 GiB for an array with shape (1000000, 200) and data type float64)."
+    ), message
+    assert message.endswith(
+        "this process may use at most 1.0 GiB (ulimit -v). Lower data.params.n_samples or n_features, "
+        "or use a smaller data file."
+    ), message
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
 def test_train_smoke_prints_only_the_summary_to_a_pipe_and_diagnose_reads_it_back(tmp_path):
     out = tmp_path / "runs"
     proc = regcli("train", "configs/quickstart.yaml", "--smoke", "--out", out, "--seed", "3")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -116,6 +117,34 @@ def test_too_many_aliases_are_rejected():
         load_yaml_text(text)
 
 
+def test_a_long_plain_list_is_refused_naming_its_key_not_as_billion_laughs():
+    items = ", ".join(["0"] * 100_001)
+    with pytest.raises(SpecError) as info:
+        load_yaml_text(f"- [{items}]")
+    assert str(info.value) == (
+        "Invalid YAML in <string>:1:3: 0 has more than 10,000 entries; at most 10,000 are allowed in one list of a spec."
+    )
+    with pytest.raises(SpecError) as info:
+        load_yaml_text("\n".join(f"- {i}" for i in range(100_001)))
+    assert str(info.value) == (
+        "Invalid YAML in <string>:1:1: the top-level list has more than 10,000 entries; "
+        "at most 10,000 are allowed in one list of a spec."
+    )
+    with pytest.raises(SpecError) as info:
+        load_yaml_text("data:\n  params: {" + ", ".join(f"k{i}: 1" for i in range(10_001)) + "}")
+    assert str(info.value) == (
+        "Invalid YAML in <string>:2:11: data.params has more than 10,000 keys; "
+        "at most 10,000 are allowed in one mapping of a spec."
+    )
+
+
+def test_many_values_written_out_with_one_alias_are_not_an_alias_bomb():
+    # 11 lists of 9,500 values: 104,500 values, over the 100,000 that aliases may add, but written out.
+    lists = "\n".join(f"k{i}: [{', '.join(['1'] * 9_500)}]" for i in range(11))
+    loaded = load_yaml_text(f"a: &a 1\nb: *a\n{lists}")
+    assert loaded["b"] == 1 and len(loaded) == 13 and len(loaded["k10"]) == 9_500
+
+
 def test_recursive_alias_is_rejected():
     with pytest.raises(SpecError, match="an alias refers to a node that contains it"):
         load_yaml_text("a: &a [*a]")
@@ -155,6 +184,57 @@ def test_missing_file_and_directory(tmp_path):
         load_experiment_spec(tmp_path / "nope.yaml")
     with pytest.raises(SpecError, match="is a directory; expected a YAML file"):
         load_experiment_spec(tmp_path)
+
+
+def validate_in_subprocess(path: Path) -> subprocess.CompletedProcess:
+    """`regcli validate PATH`; the deadline only catches a hang (it used to read /dev/zero forever)."""
+    return subprocess.run(
+        [sys.executable, "-m", "regcli", "validate", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/dev/zero", "a character device"), ("/dev/urandom", "a character device"), ("fifo", "a named pipe (FIFO)")],
+)
+def test_devices_and_fifos_are_refused_without_reading_them(tmp_path, path, kind):
+    if path == "fifo":
+        path = tmp_path / "spec.yaml"
+        os.mkfifo(path)  # no writer: a blocking open would hang forever
+    if not Path(path).exists():
+        pytest.skip(f"{path} does not exist here")
+    proc = validate_in_subprocess(Path(path))
+    assert proc.returncode == 2, proc.stderr
+    assert " ".join(proc.stderr.split()) == (
+        f"error: Spec file {path} is {kind}, not a regular file; expected a YAML file such as "
+        "configs/breast_cancer.yaml. regcli does not read specs from devices, pipes or sockets."
+    )
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["spec.yaml"] if Path(path).parent == tmp_path else [])
+
+
+def test_a_spec_file_over_the_cap_is_refused_after_reading_at_most_the_cap(tmp_path):
+    path = write(tmp_path, "# " + "x" * 1_000_000 + "\ndata: {source: wine}\n")
+    with pytest.raises(SpecError) as info:
+        load_yaml_file(path)
+    assert str(info.value) == (
+        f"Spec file {path} is over 1,000,000 bytes; a spec is a short YAML file (regcli refuses more than 1,000,000 bytes)."
+    )
+    proc_file = Path("/proc/self/status")  # st_size 0, read up to the cap like any file
+    if proc_file.exists():
+        with pytest.raises(SpecError, match="^Invalid YAML in /proc/self/status:"):
+            load_yaml_file(proc_file)
+
+
+def test_a_file_with_no_spec_key_is_not_echoed(tmp_path):
+    path = write(tmp_path, "root:*:20228:0:99999:7:::\nalice:$6$s3cr3t:20228:0:99999:7:::\n", name="shadow")
+    with pytest.raises(SpecError) as info:
+        load_experiment_spec(path)
+    assert str(info.value) == (
+        f"Spec file {path} is not an experiment spec: none of its 2 top-level keys is one of name, seed, backend, "
+        "device, data, model, training, diagnosis, tracking (its content is not shown). Expected a YAML mapping "
+        "with at least data:, e.g. 'data: {source: breast_cancer}'; check the path."
+    )
 
 
 def test_spec_error_is_bad_input():
@@ -386,6 +466,20 @@ def test_init_from_must_be_a_directory(tmp_path):
         f"model.init_from: directory not found: {tmp_path / 'runs' / 'nope'}. Received: 'runs/nope'. "
         f"Point it at a finished run directory; relative paths are resolved against {tmp_path}."
     ]
+
+
+def test_generated_data_must_fit_rows_times_features():
+    raw = {"data": {"source": "synthetic_classification", "params": {"n_samples": 1_000_000, "n_features": 10_000}}}
+    assert problems(raw) == [
+        "data.params: n_samples x n_features = 1,000,000 x 10,000 would generate a 74.5 GiB feature matrix "
+        "(rows x features x 8-byte floats, before splitting); regcli generates at most 2.0 GiB. "
+        'Received: {"n_samples": 1000000, "n_features": 10000}. '
+        "Lower n_samples or n_features, e.g. n_features: 268 with 1,000,000 rows."
+    ]
+    fits = {"data": {"source": "synthetic_regression", "params": {"n_samples": 1_000_000, "n_features": 268}}}
+    assert validate_experiment(fits, Path(".")).data.params == {"n_samples": 1_000_000, "n_features": 268}
+    defaults = {"data": {"source": "synthetic_regression", "params": {"n_features": 10_000}}}  # 1,000 rows
+    assert validate_experiment(defaults, Path(".")).data.params == {"n_features": 10_000}
 
 
 def test_params_only_for_generated_data():

@@ -213,6 +213,67 @@ def test_every_trial_spec_is_validated_before_anything_runs(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_too_many_seeds_or_values_are_refused_naming_the_key(tmp_path):
+    path = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}})
+    path.write_text(f"base: base.yaml\nparams: {{model.l2: [0.0, 0.001]}}\nseeds: {list(range(100_000))}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"error: Invalid YAML in {path}:3:8: seeds has more than 10,000 entries; "
+        "at most 10,000 are allowed in one list of a spec."
+    )
+    assert "billion laughs" not in result.output and "Traceback" not in result.output
+    assert spec_error(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}, "seeds": list(range(5_000))}).splitlines()[1:] == [
+        "  seeds: has 5,000 entries; at most 1,000 are allowed. Every configuration is trained once per seed; "
+        "3 to 10 seeds measure seed noise."
+    ]
+    values = [i / 1e6 for i in range(5_000)]
+    assert spec_error(tmp_path, {"params": {"model.l2": values}}).splitlines()[1:] == [
+        "  params.model.l2: has 5,000 values; at most 1,000 are allowed."
+    ]
+
+
+def test_a_base_that_is_not_a_spec_is_named_but_never_echoed(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:*:20228:0:99999:7:::\nalice:$6$s3cr3t:20228:0:99999:7:::\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": str(shadow), "params": {"model.l2": [0.0, 1e-3]}}))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"error: Invalid sweep spec {path}: base: {shadow} is not an experiment spec: none of its 2 top-level keys "
+        "is one of name, seed, backend, device, data, model, training, diagnosis, tracking (its content is not "
+        "shown). Expected a YAML mapping with at least data:, e.g. 'data: {source: breast_cancer}'; check the path."
+    )
+    assert "s3cr3t" not in result.output and "root:" not in result.output
+    message = spec_error(tmp_path, {"params": {"model.l2": [0.0]}, "base": "/dev/null"})  # was "file not found"
+    assert message.splitlines()[1].startswith("  base: Spec file /dev/null is a character device, not a regular file")
+
+
+def test_more_jobs_than_cores_is_said_in_one_line(tmp_path, monkeypatch):
+    import regcli.sweep.run
+
+    def stop(plan, **_):
+        raise BadInputError(f"stopped before training; the plan asked for --jobs {plan.jobs}")
+
+    monkeypatch.setattr(regcli.sweep.run, "run_sweep", stop)
+    path = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}})
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    result = CliRunner().invoke(app, ["sweep", str(path), "--jobs", "1000", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"warning: --jobs 1000 is more than this machine's {cores} CPU core(s): 2 worker process(es) (at most one "
+        f"per trial; the sweep has 2) will share them, each trial slower. Use --jobs {cores} for one trial per core. "
+        "error: stopped before training; the plan asked for --jobs 1000"
+    )
+    if cores >= 3:
+        result = CliRunner().invoke(app, ["sweep", str(path), "--jobs", "3", "--out", str(tmp_path / "runs")])
+        assert "warning: --jobs 3: the sweep has 2 trial(s), so 2 worker process(es) start." in result.output
+    result = CliRunner().invoke(app, ["sweep", str(path), "--jobs", "1", "--out", str(tmp_path / "runs")])
+    assert "warning" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ranking_on_val_loss_across_penalties_warns(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}, "select": {"metric": "val_loss"}}))
     assert len(sweep.warnings) == 1 and "val_loss includes each trial's own L1/L2 penalty" in sweep.warnings[0]

@@ -38,6 +38,7 @@ from regcli.spec import (
     PATH_KEYS,
     ExperimentSpec,
     SpecDumper,
+    foreign_file_problem,
     is_sweep_spec,
     load_yaml_file,
     set_dotted,
@@ -171,7 +172,9 @@ def load_sweep(path: str | Path, *, smoke: bool = False) -> Sweep:
     base = spec_to_dict(base_spec)
     params = _resolve_params(spec.params, sweep_dir)
     seeds = list(spec.seeds) if spec.seeds is not None else [base_spec.seed]
-    problems = _check_sweep(spec, params, seeds) + _check_values(base, params)
+    problems = _check_sweep(spec, params, seeds)
+    if all(len(values) <= MAX_VALUES for values in params.values()):  # one validation per value: not 10,000
+        problems += _check_values(base, params)
     if problems:
         raise SpecError("\n".join([f"Invalid sweep spec {source}:", *(f"  {p}" for p in dict.fromkeys(problems))]))
     mode = spec.select.mode
@@ -258,16 +261,21 @@ def _load_base(base: str | dict[str, Any], sweep_dir: Path, source: str) -> Expe
     base_path = Path(base).expanduser()
     if not base_path.is_absolute():
         base_path = sweep_dir / base_path
-    if not base_path.is_file():
+    if not base_path.exists():
         raise SpecError(
             f"Invalid sweep spec {source}:\n  base: file not found: {base_path}. Received: {base!r}. "
             f"base is an experiment spec, relative to the sweep file's directory ({sweep_dir})."
         )
-    raw = load_yaml_file(base_path)
+    try:
+        raw = load_yaml_file(base_path)
+    except SpecError as exc:
+        raise SpecError(f"Invalid sweep spec {source}:\n  base: {exc}") from None
     if is_sweep_spec(raw):
         raise SpecError(
             f"Invalid sweep spec {source}:\n  base: {base_path} is itself a sweep spec; base must be an experiment spec."
         )
+    if problem := foreign_file_problem(raw, base_path):
+        raise SpecError(f"Invalid sweep spec {source}:\n  base: {problem}")
     return validate_experiment(raw, base_path.parent, source=str(base_path))
 
 
@@ -304,20 +312,13 @@ def _check_sweep(spec: SweepSpec, params: Mapping[str, list[Any]], seeds: list[i
             problems.append(f"{where}: overlaps params.{other}; sweep either the whole mapping or its keys.")
         if not values:
             problems.append(f"{where}: must list at least one value, e.g. [0.0, 1.0e-4].")
-        elif len(values) > MAX_VALUES:
-            problems.append(f"{where}: must list at most {MAX_VALUES} values. Received: {len(values)}.")
+        elif len(values) > MAX_VALUES:  # the per-value checks below are quadratic: not on 10,000 values
+            problems.append(f"{where}: has {len(values):,} values; at most {MAX_VALUES:,} are allowed.")
+            continue
         for i, value in enumerate(values):
             if any(same_value(value, earlier) for earlier in values[:i]):
                 problems.append(f"{where}: lists {_show(value)} twice; each value is one configuration.")
-    if not seeds:
-        problems.append("seeds: must list at least one seed, e.g. [0, 1, 2].")
-    if len(seeds) > MAX_SEEDS:
-        problems.append(f"seeds: must list at most {MAX_SEEDS} seeds. Received: {len(seeds)}.")
-    for seed in seeds:
-        if not 0 <= seed <= MAX_SEED:
-            problems.append(f"seeds: every seed must be an integer in [0, {MAX_SEED}]. Received: {seed}.")
-    if len(set(seeds)) != len(seeds):
-        problems.append(f"seeds: lists a seed twice. Received: {seeds}.")
+    problems += _check_seeds(seeds)
     size = grid_size(params) if params else 0
     if spec.strategy == "random":
         if spec.max_trials is None:
@@ -343,6 +344,21 @@ def _check_sweep(spec: SweepSpec, params: Mapping[str, list[Any]], seeds: list[i
             f"params: the sweep expands to {configs:,} configurations x {len(seeds)} seed(s), more than "
             f"{MAX_TRIALS:,} trials. Use strategy: random with max_trials, or fewer values."
         )
+    return problems
+
+
+def _check_seeds(seeds: list[int]) -> list[str]:
+    """seeds: 1 to MAX_SEEDS distinct 32-bit seeds; one line per kind of problem, however long the list."""
+    if not seeds:
+        return ["seeds: must list at least one seed, e.g. [0, 1, 2]."]
+    if len(seeds) > MAX_SEEDS:
+        return [f"seeds: has {len(seeds):,} entries; at most {MAX_SEEDS:,} are allowed. Every configuration is "
+                "trained once per seed; 3 to 10 seeds measure seed noise."]
+    problems = []
+    if bad := [seed for seed in seeds if not 0 <= seed <= MAX_SEED]:
+        problems.append(f"seeds: every seed must be an integer in [0, {MAX_SEED}]. Received: {bad[0]}.")
+    if len(set(seeds)) != len(seeds):
+        problems.append(f"seeds: lists a seed twice. Received: {_show(seeds)}.")
     return problems
 
 
