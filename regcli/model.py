@@ -7,6 +7,7 @@ the run named by `model.init_from`. Keras is imported by the caller's process on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,14 +252,35 @@ def load_init_weights(model: keras.Model, model_path: str) -> None:
     """
     from regcli.modelfile import check_model_file
 
+    import warnings
+
     check_model_file(model_path)
-    try:
-        model.load_weights(model_path)
-    except Exception as exc:  # Keras raises ValueError/KeyError/OSError for mismatches and bad files
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(model_path)
+            skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+            problem = f"Keras skipped part of it ({skipped[0].split('.')[0]})" if skipped else None
+        except Exception as exc:  # Keras raises ValueError/KeyError/OSError for mismatches and bad files
+            problem = _mismatch(str(exc))
+    if problem:
         raise BadInputError(
-            f"model.init_from: cannot load weights from {model_path}: {exc}. The model this spec builds "
-            f"must have the same layers and shapes as the run it starts from."
-        ) from None
+            f"model.init_from: the weights in {model_path} do not fit the model this spec builds: {problem}. "
+            f"init_from needs the same layers and shapes as the run it starts from: use that run's "
+            f"model settings, or drop init_from to train from scratch."
+        )
+
+
+def _mismatch(message: str) -> str:
+    """One line out of Keras's load error (which prints whole weight tensors): what differs, where."""
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", message)
+    where = re.search(r"Target variable: <Variable path=([\w/.-]+)", message)
+    if shapes:
+        name = where.group(1) if where else "a weight"
+        return f"{name} has shape {shapes.group(2)} in the file but {shapes.group(1)} here"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()] or ["unknown error"]
+    text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Example error message for ...:" + the example
+    return text.rstrip(".:")[:400]
 
 
 def weight_stats(model: keras.Model, near_zero: float = 1e-3) -> dict[str, dict[str, float]]:

@@ -44,6 +44,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from regcli import interrupt
 from regcli.model import build_model, make_loss, make_metrics, task_head
 from regcli.packing import pack_key  # noqa: F401 - re-exported: regcli.packed.pack_key
 from regcli.train import (
@@ -378,7 +379,7 @@ def train_packed(
         **feeder.train(ds.x_train, per_output(y_train), training.batch_size),
         validation_data=feeder.val_data(ds.x_val, per_output(y_val)),
         epochs=training.epochs,
-        callbacks=[recorder],
+        callbacks=[recorder, interrupt.InterruptCheck()],
         verbose=0,
     )
     fit_seconds = time.perf_counter() - started

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regcli import __version__, rundir, tracking
-from regcli.errors import BadInputError, RegcliError, RunFailedError
+from regcli import __version__, interrupt, rundir, tracking
+from regcli.errors import BadInputError, RegcliError, RunDirError, RunFailedError
 
 SMOKE_EPOCHS = 2
 # How often a packed tower's live history.csv is rewritten while it trains: 8 towers rewriting
@@ -137,6 +137,33 @@ def _prepare(spec: Any, smoke: bool):
     return ds, train
 
 
+def _init_path(spec: Any) -> str | None:
+    return str(Path(spec.model.init_from) / rundir.MODEL) if spec.model.init_from else None
+
+
+def _start_files(run: Path, spec: Any, env: dict[str, Any], *, created: bool) -> None:
+    """config.yaml, status `running` and environment.json: all three, or none of them.
+
+    A full disk or an unwritable directory here is bad input for `--out` (exit 2): the
+    directory this run created is removed again (a claimed sweep trial directory is emptied),
+    so nothing half-written is left, and no status.json claims a run that never started.
+    """
+    from regcli.spec import dump_spec_yaml
+
+    try:
+        rundir.atomic_write_text(run / rundir.CONFIG, dump_spec_yaml(spec))
+        rundir.write_status(run, "running")
+        rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
+    except (OSError, KeyboardInterrupt) as exc:
+        rundir.discard_run_dir(run, created=created)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"Interrupted before training started; {run} was removed.") from None
+        raise RunDirError(
+            f"{run.parent}: cannot write the run directory's first files ({exc.strerror or exc}: disk full "
+            f"or not writable?); nothing was kept. Free space or choose another --out."
+        ) from None
+
+
 def run_experiment(
     spec: Any,
     *,
@@ -156,24 +183,28 @@ def run_experiment(
     Interrupted on Ctrl-C and RunFailedError when training fails; a diverged run
     returns normally with state `diverged` (the CLI turns it into exit code 1).
     """
-    from regcli.spec import dump_spec_yaml
-
     spec = effective_spec(spec, smoke=smoke)
     tracking.preflight(spec)  # MLflow installed, its store writable or server reachable
     if run_dir is None:  # fail fast, before the data and the backend are loaded
         rundir.check_run_name(name or default_name(spec), "--name" if name else "name")
-        rundir.ensure_out_dir(out)
+        rundir.check_out_dir(out)
+    with interrupt.deferred():  # Ctrl-C acts between steps, never inside TensorFlow
+        return _run_new(spec, out, name, smoke, on_start, on_epoch, run_dir)
+
+
+def _run_new(spec, out, name, smoke, on_start, on_epoch, run_dir) -> RunOutcome:
     ds, train = _prepare(spec, smoke)
+    prepared = train.prepare_model(spec, ds, init_model_path=_init_path(spec))  # model errors: before any file
+    interrupt.check()  # a Ctrl-C during the imports or the data: nothing was created
+    env = environment_info(spec.device)
+    env["smoke"] = smoke
     if run_dir is not None:
         run = rundir.claim_run_dir(Path(run_dir))
     else:
         run = rundir.new_run_dir(Path(out), rundir.check_run_name(name or default_name(spec), "--name" if name else "name"))
-    rundir.atomic_write_text(run / rundir.CONFIG, dump_spec_yaml(spec))
-    rundir.write_status(run, "running")
-    env = environment_info(spec.device)
-    env["smoke"] = smoke
-    rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
-    return _train_into(run, spec, ds, train, env, smoke, None, on_start, on_epoch)
+    with rundir.run_lock(run):  # a `--resume` of this run waits for it to end
+        _start_files(run, spec, env, created=run_dir is None)
+        return _train_into(run, spec, ds, train, env, smoke, None, on_start, on_epoch, prepared)
 
 
 def run_packed(
@@ -189,16 +220,24 @@ def run_packed(
     summary.json and environment.json say `packed: {size, index}`. A failure marks every
     directory of the pack `failed` (a sweep then retries those trials unpacked).
     """
-    from regcli import packed
     from regcli.packing import pack_key
-    from regcli.spec import dump_spec_yaml, spec_to_dict
+    from regcli.spec import spec_to_dict
 
     specs = [effective_spec(s, smoke=smoke) for s in specs]
     keys = {pack_key(spec_to_dict(s)) for s in specs}
     if None in keys or len(keys) != 1:
         raise BadInputError("run_packed needs specs that differ only in model, diagnosis, name and early stopping.")
     tracking.preflight(specs[0])  # tracking is part of the pack key: the same for every tower
+    with interrupt.deferred():  # Ctrl-C acts between steps, never inside TensorFlow
+        return _run_packed(specs, run_dirs, smoke, on_epoch)
+
+
+def _run_packed(specs, run_dirs, smoke, on_epoch) -> list[RunOutcome]:
+    from regcli import packed
+    from regcli.spec import dump_spec_yaml
+
     ds, train = _prepare(specs[0], smoke)
+    interrupt.check()
     runs = [rundir.claim_run_dir(Path(d)) for d in run_dirs]
     env = environment_info(specs[0].device)
     env["smoke"] = smoke
@@ -269,9 +308,14 @@ def resume_run(
     epochs as an uninterrupted one. Without a usable checkpoint (killed during the first
     epoch) the run restarts from epoch 1 in the same directory.
     """
+    run = rundir.require_run_dir(Path(run_dir))
+    with rundir.run_lock(run), interrupt.deferred():  # two resumes of one run at once: the second is refused
+        return _resume_locked(run, on_start, on_epoch)
+
+
+def _resume_locked(run: Path, on_start, on_epoch) -> RunOutcome:
     from regcli.spec import load_experiment_spec
 
-    run = rundir.require_run_dir(Path(run_dir))
     status = _readable_status(run)
     state = status.get("state")
     if state == "completed":
@@ -280,12 +324,12 @@ def resume_run(
         raise BadInputError(
             f"--resume {run}: the run is still running (pid {status.get('pid')}). Stop it first, or wait for it."
         )
+    rundir.require_writable(run, "--resume")
     spec = load_experiment_spec(run / rundir.CONFIG)
     tracking.preflight(spec)
     env_path = run / rundir.ENVIRONMENT
     smoke = bool(rundir.read_json(env_path, "the environment").get("smoke")) if env_path.is_file() else False
     ds, train = _prepare(spec, smoke)
-    rundir.remove_temp_files(run)
     ckpt = None
     ckpt_path = run / rundir.CHECKPOINT
     if ckpt_path.is_file():
@@ -293,14 +337,24 @@ def resume_run(
             ckpt = train.Checkpoint.from_file(ckpt_path)
         except (OSError, ValueError, KeyError) as exc:
             print(f"warning: {ckpt_path} is unreadable ({exc}); restarting the run from epoch 1.", file=sys.stderr)
+    prepared = train.prepare_model(spec, ds, init_model_path=_init_path(spec), resume=ckpt)
+    interrupt.check()  # a Ctrl-C during the imports or the data: nothing was touched
     rows = ckpt.rows[: ckpt.epoch] if ckpt else []
-    rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows))
-    rundir.write_status(run, "running")
     env = environment_info(spec.device)
     env["smoke"] = smoke
     env["resumed_from_epoch"] = ckpt.epoch if ckpt else 0
-    rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
-    return _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch)
+    try:
+        rundir.remove_temp_files(run)
+        rundir.write_csv(run / rundir.HISTORY, rows, history_columns(rows))
+        rundir.write_status(run, "running")
+        rundir.atomic_write_json(run / rundir.ENVIRONMENT, env)
+    except OSError as exc:  # checked writable above; a disk that fills now
+        _try_status(run, "failed", f"could not resume: {exc}")
+        raise RunFailedError(
+            f"--resume {run}: a file could not be written ({exc.strerror or exc}); the checkpoint is kept. "
+            f"Free space and run `regcli train --resume {run}` again."
+        ) from None
+    return _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch, prepared)
 
 
 def _readable_status(run: Path) -> dict:
@@ -311,7 +365,7 @@ def _readable_status(run: Path) -> dict:
         return {}
 
 
-def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> RunOutcome:
+def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch, prepared) -> RunOutcome:
     """Trains (or continues) in `run`, keeping status.json truthful, and writes the results."""
     started = time.perf_counter()
     if on_start is not None:
@@ -330,9 +384,8 @@ def _train_into(run, spec, ds, train, env, smoke, ckpt, on_start, on_epoch) -> R
     try:
         # A resumed run's TensorBoard logs are rewritten from the checkpoint's rows: no epoch twice.
         tracker = tracking.RunTracker(run, spec, rows)
-        init_path = str(Path(spec.model.init_from) / rundir.MODEL) if spec.model.init_from else None
         result = train.train(
-            spec, ds, on_epoch=record, init_model_path=init_path, checkpoint_path=run / rundir.CHECKPOINT, resume=ckpt
+            spec, ds, on_epoch=record, checkpoint_path=run / rundir.CHECKPOINT, resume=ckpt, prepared=prepared
         )
     except KeyboardInterrupt:
         rundir.write_status(run, "interrupted", "interrupted by the user (Ctrl-C)")

@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from regcli import interrupt
 from regcli.model import (
     apply_freeze,
     build_model,
@@ -42,7 +43,7 @@ EVAL_BATCH_SIZE = 1024
 # 256/128 MLP, with bit-identical results (the same steps in the same order). The count
 # used divides the steps per epoch (see `steps_per_execution`).
 MAX_STEPS_PER_EXECUTION = 32
-# Resume checkpoints are written at most this often (and at the last epoch).
+# Resume checkpoints are written after the first epoch, then at most this often (and at the last epoch).
 CHECKPOINT_SECONDS = 2.0
 
 
@@ -324,7 +325,7 @@ class Checkpoint:
 class Checkpointer(keras.callbacks.Callback):
     """Saves a `Checkpoint` atomically at epoch ends (after early stopping has updated).
 
-    At most every `CHECKPOINT_SECONDS`, and always at the epoch training ends on: a
+    After the first epoch, then at most every `CHECKPOINT_SECONDS`, and always at the epoch training ends on: a
     checkpoint costs ~5-10 ms on the quickstart model, a fifth of a fast epoch. Resuming
     from an older checkpoint is still exact: the epochs after it are replayed identically.
     """
@@ -332,7 +333,7 @@ class Checkpointer(keras.callbacks.Callback):
     def __init__(self, path, recorder: EpochRecorder, early: ResumableEarlyStopping | None):
         super().__init__()
         self.path, self.recorder, self.early = path, recorder, early
-        self._last = time.monotonic()
+        self._last = -math.inf  # the first epoch is always saved: a kill after it loses nothing
 
     def on_epoch_end(self, epoch, logs=None):
         from regcli.rundir import atomic_write_bytes
@@ -406,6 +407,36 @@ def _evaluate(model, feed: dict, metric: str) -> dict[str, float]:
     return with_error({k: float(v) for k, v in model.evaluate(**feed, verbose=0, return_dict=True).items()}, metric)
 
 
+@dataclass
+class PreparedModel:
+    """A freshly seeded, built model with its `init_from` weights and frozen layers, ready to compile."""
+
+    model: keras.Model
+    frozen: list[str]
+
+
+def prepare_model(spec: Any, ds: Any, *, init_model_path: str | None = None,
+                  resume: Checkpoint | None = None) -> PreparedModel:
+    """Seeds everything and builds the model; every model error (BadInputError) is raised here.
+
+    Called before the run directory exists (`regcli.runner`), so that a spec whose model
+    cannot be built for this data (`conv2d` on flat features, a `freeze` index out of range,
+    an `init_from` run of another architecture) creates nothing. Nothing between this and
+    `train` draws random numbers: the run is the same as if `train` had built the model.
+    """
+    seed_everything(spec.seed)
+    model = build_model(
+        spec.model,
+        n_features=ds.x_train.shape[1],
+        task=ds.task,
+        n_classes=ds.n_classes,
+        image_shape=ds.image_shape,
+    )
+    if init_model_path and resume is None:
+        load_init_weights(model, init_model_path)
+    return PreparedModel(model, apply_freeze(model, list(spec.model.freeze)))
+
+
 def train(
     spec: Any,
     ds: Any,
@@ -414,6 +445,7 @@ def train(
     init_model_path: str | None = None,
     checkpoint_path: Any = None,
     resume: Checkpoint | None = None,
+    prepared: PreparedModel | None = None,
 ) -> TrainResult:
     """Trains the model `spec` describes on the data set `ds` (already split and scaled).
 
@@ -424,19 +456,13 @@ def train(
         init_model_path: a `.keras` file whose weights initialize the model. Defaults to `None`.
         checkpoint_path: where to save the training state after every epoch. Defaults to `None`.
         resume: a checkpoint to continue from (same spec and data). Defaults to `None`.
+        prepared: the model `prepare_model` built for this spec, data and resume. Defaults to
+            `None`: built here.
     """
-    seed_everything(spec.seed)
+    if prepared is None:
+        prepared = prepare_model(spec, ds, init_model_path=init_model_path, resume=resume)
+    model, frozen = prepared.model, prepared.frozen
     head = task_head(ds.task, ds.n_classes)
-    model = build_model(
-        spec.model,
-        n_features=ds.x_train.shape[1],
-        task=ds.task,
-        n_classes=ds.n_classes,
-        image_shape=ds.image_shape,
-    )
-    if init_model_path and resume is None:
-        load_init_weights(model, init_model_path)
-    frozen = apply_freeze(model, list(spec.model.freeze))
     training = spec.training
     steps = max(1, math.ceil(len(ds.x_train) / training.batch_size))
     spe = steps_per_execution(steps)
@@ -464,6 +490,7 @@ def train(
         callbacks.append(early)
     if checkpoint_path is not None:
         callbacks.append(Checkpointer(checkpoint_path, recorder, early))
+    callbacks.append(interrupt.InterruptCheck())  # last: a Ctrl-C acts once the epoch is recorded and saved
     last_epoch = training.epochs
     if resume is not None and resume.early and resume.early["stopped_epoch"] > 0:
         last_epoch = first_epoch  # it had already stopped early: only the end-of-training restore is left

@@ -46,15 +46,21 @@ def start(spec_path, out):
     )
 
 
-def wait_for_epochs(out, n, proc, timeout=180):
+def wait_for_epochs(out, n, proc, timeout=300, checkpoint=False):
+    """The run directory once history.csv has `n` epochs (and, with `checkpoint`, checkpoint.npz exists).
+
+    States, not times: on a busy machine an epoch can take seconds, and the checkpoint is
+    written after the first epoch, then at most every `CHECKPOINT_SECONDS`.
+    """
     deadline = time.time() + timeout
     while time.time() < deadline:
         for history in out.glob("*/history.csv") if out.exists() else []:
-            if len(history.read_text().splitlines()) >= n + 1:
+            enough = len(history.read_text().splitlines()) >= n + 1
+            if enough and (not checkpoint or (history.parent / "checkpoint.npz").is_file()):
                 return history.parent
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.05)
-    raise AssertionError("training never reached the epoch to interrupt at")
+    raise AssertionError(f"training never reached epoch {n}{' with a checkpoint' if checkpoint else ''} within {timeout} s")
 
 
 def same_run(a: Path, b: Path):
@@ -86,7 +92,7 @@ def test_killed_or_interrupted_run_resumes_to_the_same_result(tmp_path, referenc
     spec, ref = reference
     out = tmp_path / "runs"
     proc = start(spec, out)
-    run = wait_for_epochs(out, 3, proc)
+    run = wait_for_epochs(out, 2, proc, checkpoint=True)
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
@@ -100,7 +106,7 @@ def test_killed_or_interrupted_run_resumes_to_the_same_result(tmp_path, referenc
     assert not (run / "checkpoint.npz").exists()
     same_run(ref, run)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["resumed_from_epoch"] >= 1  # checkpoints are written at most every 2 s
+    assert summary["resumed_from_epoch"] >= 1  # the first epoch's checkpoint at least
     assert not list(run.glob(".*.tmp*"))
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from regcli import rundir
+from regcli import interrupt, rundir
 from regcli.errors import RegcliError
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -160,7 +160,10 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         state = "interrupted" if exc.exit_code == 130 else "failed"
         error = str(exc)
     except Exception as exc:  # a trial's bug must not stop the sweep: record it
-        error = f"{type(exc).__name__}: {exc}"
+        if interrupt.caused_by_ctrl_c(exc):  # a Ctrl-C inside a library call
+            state, error = "interrupted", "interrupted by the user (Ctrl-C)"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
     if state not in rundir.STATES or state in ("failed", "interrupted"):
         _record(run_dir, task, state if state in rundir.STATES else "failed", error)
     return {
@@ -227,7 +230,10 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
             states, pack_failed = ["interrupted"] * len(run_dirs), False
         error = str(exc)
     except Exception as exc:  # a pack's bug must not stop the sweep: record it (and retry alone)
-        error = f"{type(exc).__name__}: {exc}"
+        if interrupt.caused_by_ctrl_c(exc):  # a Ctrl-C inside a library call
+            states, error, pack_failed = ["interrupted"] * len(run_dirs), "interrupted by the user (Ctrl-C)", False
+        else:
+            error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     results = []
     for trial, raw, run_dir, state in zip(task["pack"], task["specs"], run_dirs, states, strict=True):
