@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
+
+# On Linux, Ray binds a local cluster to the network interface's address (and turns 127.0.0.1 into
+# it). Set to "0" before any test imports Ray, it makes every Ray a test starts, and the processes
+# Ray spawns, use 127.0.0.1 only. (regcli sets it itself: see regcli.sweep.executors.keep_ray_on_loopback.)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
 def pytest_configure(config):

@@ -7,8 +7,11 @@ a real local Ray cluster. They check plumbing, not convergence.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -53,12 +56,12 @@ def regcli(*args, timeout=300, env=None):
     )
 
 
-def start_regcli(*args, log):
+def start_regcli(*args, log, env=None):
     """`python -m regcli ARGS` in the background, in its own process group (so that it and
     its worker processes can be signalled together, as a terminal does)."""
     return subprocess.Popen(
         [sys.executable, "-m", "regcli", *map(str, args)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=cli_env(), start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env or cli_env(), start_new_session=True,
     )
 
 
@@ -280,3 +283,136 @@ def test_sweep_on_a_local_ray_cluster(tmp_path, monkeypatch):
     assert executions[0]["executor"] == f"Ray cluster {address}, 1 CPU(s) per trial"
     assert json.loads((sweep_dir / store.BEST).read_text())["config"] in ("t000-l2_0", "t001-l2_0.001")
     assert (home / ".ray" / "auth_token").is_file()  # token auth was on, in our temporary home
+
+
+def session_processes(sid):
+    """{pid: name} of the live processes of session `sid`: a process started with `start_new_session`
+    and everything it started, Ray's GCS, raylet and workers included (Linux /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            head, rest = stat.read_text().rsplit(")", 1)
+            state, _ppid, _pgrp, session = rest.split()[:4]
+            if int(session) == sid and state != "Z":
+                found[int(stat.parent.name)] = head.split("(", 1)[1]
+    return found
+
+
+def tcp_endpoints(processes):
+    """(name, state, local IP) of each listening or connected TCP socket that `processes` hold (Linux /proc)."""
+    owners = {}
+    for pid, name in processes.items():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    owners[os.readlink(fd)] = name
+    endpoints = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            state = {"0A": "LISTEN", "01": "ESTABLISHED"}.get(fields[3])
+            if state and f"socket:[{fields[9]}]" in owners:
+                raw = bytes.fromhex(fields[1].split(":")[0])  # 32-bit words in host (little-endian) order
+                ip = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+                endpoints.append((owners[f"socket:[{fields[9]}]"], state, getattr(ip, "ipv4_mapped", None) or ip))
+    return endpoints
+
+
+def stop_session(proc):
+    """SIGKILL `proc` (a session leader) if it still runs, then whatever is left of its session: no Ray left behind."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    for pid in session_processes(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def ray_env(**extra):
+    """The environment of a process that starts or reaches Ray in these tests, without the caller's Ray settings."""
+    ours = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    return {k: v for k, v in cli_env(**extra).items() if k not in ours or k in extra}
+
+
+def test_a_local_ray_sweep_listens_on_and_talks_to_127_0_0_1_only(tmp_path):
+    pytest.importorskip("ray")
+    # 100 epochs: the trials must still be running when the test looks at the sockets
+    base = {**BASE, "training": {"epochs": 100, "early_stopping": {"enabled": False}}}
+    path = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}}, base=base)
+    home = tmp_path / "home"
+    home.mkdir()
+    # Ray's unix sockets live under its temp dir and must stay under ~107 characters.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="regcli-ray-", dir="/tmp"))
+    env = ray_env(HOME=str(home), RAY_TMPDIR=str(ray_tmp))
+    del env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # conftest's: regcli must keep its Ray on loopback by itself
+    out = tmp_path / "runs"
+    with open(tmp_path / "log", "w") as log:
+        proc = start_regcli("sweep", path, "--executor", "ray", "--out", out, log=log, env=env)
+        try:
+            sweep_dir = wait_for(lambda: only_sweep_dir(out), 120, "the sweep directory")
+            wait_for(lambda: "running" in states(sweep_dir).values(), 240, "a trial running on the local Ray")
+            processes = session_processes(proc.pid)
+            endpoints = tcp_endpoints(processes)
+            assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
+            wait_for(lambda: not session_processes(proc.pid), 60, "the sweep's Ray processes to exit")
+        finally:
+            stop_session(proc)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert {"gcs_server", "raylet"} <= set(processes.values()), processes
+    gcs = [ip for name, state, ip in endpoints if name == "gcs_server" and state == "LISTEN"]
+    assert gcs and all(str(ip) == "127.0.0.1" for ip in gcs), gcs  # the GCS address is 127.0.0.1:PORT
+    assert all(ip.is_loopback for _, _, ip in endpoints), [e for e in endpoints if not e[2].is_loopback]
+    assert set(states(sweep_dir).values()) == {"completed"}
+
+
+RAY_HEAD = """
+import os, sys, ray
+ray.init(num_cpus=1, include_dashboard=False, _temp_dir=sys.argv[1], log_to_driver=False)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(ray.get_runtime_context().gcs_address)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+sys.stdin.read()  # the cluster lives until the test closes our stdin
+ray.shutdown()
+"""
+
+
+def test_a_ray_cluster_that_refuses_our_token_is_named_with_the_token_path(tmp_path):
+    pytest.importorskip("ray")
+    path = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}})
+    for who in ("head", "regcli"):  # two clusters' tokens: a stale one left in regcli's home
+        (tmp_path / who / ".ray").mkdir(parents=True)
+        (tmp_path / who / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="regcli-ray-", dir="/tmp"))
+    address_file = tmp_path / "address"
+    with open(tmp_path / "head.log", "w") as log:
+        head = subprocess.Popen(
+            [sys.executable, "-c", RAY_HEAD, str(ray_tmp), str(address_file)], stdin=subprocess.PIPE,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=ray_env(HOME=str(tmp_path / "head"), RAY_AUTH_MODE="token", RAY_TMPDIR=str(ray_tmp)),
+        )
+
+        def head_address():
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            return address_file.exists() and address_file.read_text()
+
+        try:
+            address = wait_for(head_address, 120, "the Ray head's address")
+            proc = regcli(
+                "sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "runs",
+                env=ray_env(HOME=str(tmp_path / "regcli"), RAY_AUTH_MODE="token", RAY_TMPDIR=str(ray_tmp)),
+            )
+            head.stdin.close()
+            head.wait(timeout=60)
+        finally:
+            stop_session(head)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert address.startswith("127.0.0.1:"), address
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    token = tmp_path / "regcli" / ".ray" / "auth_token"
+    expected = (
+        f"--address {address}: the Ray cluster there refused regcli's authentication token, read from {token} "
+        f"(a token left there by another cluster is refused). Put this cluster's token in {token} "
+        f"(`ray get-auth-token` on its head node prints it), or set RAY_AUTH_TOKEN_PATH to a file that holds it."
+    )
+    assert "".join(expected.split()) in "".join(proc.stderr.split()), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr

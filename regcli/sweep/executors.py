@@ -16,7 +16,8 @@ executor ran a trial.
   replacement of a worker that is on its last task is started then, so that its import
   overlaps the training instead of following it.
 - `RayExecutor`: one Ray core task per trial or pack (`num_cpus` each), on the cluster at
-  `address` or on a local Ray started for the sweep and shut down after it.
+  `address` or on a local Ray started for the sweep and shut down after it. Ray on this
+  machine (the local one, or an address on 127.0.0.1) listens on and is reached at 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
+from regcli import interrupt
 from regcli.errors import BadInputError, RunFailedError
 from regcli.sweep.worker import (
     PACK_RECYCLE_COST,
@@ -53,6 +56,8 @@ TRIALS_PER_WORKER = 8
 # their workers are stopped (the sweep then marks them interrupted).
 INTERRUPT_GRACE_S = 20.0
 EXECUTORS = ("local", "ray")
+# Set to "0", Ray on this machine uses 127.0.0.1, not the network interface (see keep_ray_on_loopback).
+LOOPBACK_ENV_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 OnStart = Callable[[dict[str, Any]], None]
 OnDone = Callable[[dict[str, Any]], None]
@@ -101,6 +106,7 @@ def _worker_main(
 
     backends.OWN_PROCESS = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it
+    interrupt.quiet_unraisable_ctrl_c()
     os.dup2(2, 1)  # whatever a library prints goes to stderr: stdout is the sweep's summary
     configure_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -114,9 +120,12 @@ def _worker_main(
             break
         if task is None:
             break
+        # Ctrl-C (the terminal's, or the sweep's nudge) takes effect at the trial's next safe point:
+        # never a second, immediate one, which could land inside TensorFlow (see regcli.interrupt).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            result = run_task(task)
+            with interrupt.deferred(escalate=False):
+                result = run_task(task)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn.send(result)
@@ -295,6 +304,59 @@ def require_ray() -> None:
         )
 
 
+def on_this_machine(address: str | None) -> bool:
+    """Whether Ray at `address` (or at RAY_ADDRESS when `address` is `None`) runs on this machine.
+
+    No address at all means a local Ray started for the sweep; `localhost`, `127.x.x.x` and `::1`
+    name one already running here. `auto` and other hosts may be anywhere.
+    """
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    if target == "local":
+        return True
+    host = target.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def keep_ray_on_loopback() -> None:
+    """Ray in this process, and every process it starts, listens on and talks to 127.0.0.1 only.
+
+    On Linux Ray binds a local cluster to the network interface's address and turns a `127.0.0.1`
+    address into it (`_node_ip_address="127.0.0.1"` is overridden); with
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, as on macOS, it uses 127.0.0.1. Ray reads the variable when
+    imported, and the processes it spawns inherit it.
+    """
+    os.environ[LOOPBACK_ENV_VAR] = "0"
+    if "ray" in sys.modules:  # imported before we set it (a library caller): the flag is already read
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def token_refused(exc: BaseException | None) -> bool:
+    """Whether a failed `ray.init` was the cluster refusing our authentication token."""
+    while exc is not None:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def token_refused_message(address: str | None) -> str:
+    """The refusal, where Ray reads the token from (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), the fix."""
+    where = f"--address {address or os.environ.get('RAY_ADDRESS')}"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        source = "the RAY_AUTH_TOKEN environment variable"
+    else:
+        source = str(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    fix = (f"Put this cluster's token in {source} (`ray get-auth-token` on its head node prints it), "
+           f"or set RAY_AUTH_TOKEN_PATH to a file that holds it")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":  # Ray sends no token to an explicit address then
+        return (f"{where}: the Ray cluster there requires an authentication token and refused regcli, which sent "
+                f"none because RAY_AUTH_MODE is not `token`. Set RAY_AUTH_MODE=token. {fix}.")
+    return (f"{where}: the Ray cluster there refused regcli's authentication token, read from {source} "
+            f"(a token left there by another cluster is refused). {fix}.")
+
+
 def ray_trial(task: dict[str, Any]) -> dict[str, Any]:
     """A Ray task (a trial or a pack): TensorFlow threads from the CPUs Ray assigned, then the trial as usual.
 
@@ -330,6 +392,8 @@ class RayExecutor:
     def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
         import logging
 
+        if on_this_machine(self.address):
+            keep_ray_on_loopback()
         import ray
 
         started_here = not ray.is_initialized()
@@ -341,7 +405,9 @@ class RayExecutor:
                     log_to_driver=False,
                     logging_level=logging.WARNING,
                 )
-            except (ConnectionError, ValueError, RuntimeError) as exc:
+            except (ConnectionError, ValueError, RuntimeError, ray.exceptions.AuthenticationError) as exc:
+                if token_refused(exc):
+                    raise BadInputError(token_refused_message(self.address)) from None
                 raise BadInputError(
                     f"--address {self.address}: cannot connect to a Ray cluster there ({type(exc).__name__}: {exc}). "
                     f"Start one with `ray start --head` and pass the address it prints, or omit --address for a local Ray."
