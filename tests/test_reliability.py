@@ -330,3 +330,37 @@ def test_ctrl_c_at_any_moment_of_a_train_exits_130_without_a_traceback(tmp_path,
     for run in runs:
         assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
         assert_no_half_written_files(run)
+
+
+@pytest.mark.parametrize("moment", ["workers starting", "trials running"])
+def test_ctrl_c_of_a_sweep_while_its_workers_import_or_train_prints_no_traceback(tmp_path, moment):
+    """The terminal's Ctrl-C reaches the sweep and every worker; one that is importing TensorFlow
+    must not print `SystemError: ... __import__ returned a result with an exception set`."""
+    from helpers import write_sweep
+
+    base = {**TINY, "training": {"epochs": 100000, "early_stopping": {"enabled": False}}}
+    sweep = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1e-3]}}, base=base)
+    out = tmp_path / "runs"
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "regcli", "sweep", str(sweep), "--jobs", "2", "--out", str(out)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV, start_new_session=True)
+        deadline = time.monotonic() + 300
+        try:
+            def ready():
+                statuses = list(out.glob("*/trials/*/status.json")) if moment == "trials running" else []
+                return list(out.glob("*/sweep.yaml")) if moment == "workers starting" else len(statuses) == 2
+
+            while not ready():
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()[-2000:]
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=120) == 130, (tmp_path / "log").read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    output = (tmp_path / "log").read_text()
+    assert "Traceback" not in output and "Exception ignored" not in output and "SystemError" not in output, output
+    (sweep_dir,) = out.iterdir()
+    for status in sweep_dir.glob("trials/*/status.json"):
+        assert json.loads(status.read_text())["state"] == "interrupted", output
+    assert not (sweep_dir / "sweep.lock").exists()

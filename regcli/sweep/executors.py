@@ -73,15 +73,22 @@ def common_backend(tasks: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
     return seen.pop() if len(seen) == 1 else None
 
 
-def died(task: dict[str, Any], why: str) -> dict[str, Any]:
-    """The result of a trial (or pack) whose worker vanished without reporting."""
-    result = {"trial": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+def died(task: dict[str, Any], why: str, state: str = "failed") -> dict[str, Any]:
+    """The result of a trial (or pack) whose worker vanished without reporting: `failed`, or
+    `interrupted` when Ctrl-C ended the worker (before it could set its own handler)."""
+    result = {"trial": task["trial"], "state": state, "error": why, "seconds": None, "pid": None}
     if "pack" in task:
-        result.update(pack=list(task["pack"]), pack_failed=True, results=[
-            {"trial": t, "task": task["trial"], "state": "failed", "error": why, "seconds": None, "pid": None}
+        result.update(pack=list(task["pack"]), pack_failed=state == "failed", results=[
+            {"trial": t, "task": task["trial"], "state": state, "error": why, "seconds": None, "pid": None}
             for t in task["pack"]
         ])
     return result
+
+
+def _death(task: dict[str, Any], exitcode: int | None) -> dict[str, Any]:
+    if exitcode == -signal.SIGINT:  # the terminal's Ctrl-C reached a worker still starting up
+        return died(task, "interrupted by the user (Ctrl-C) while its worker was starting", "interrupted")
+    return died(task, f"the worker process died (exit code {exitcode}) while training this trial")
 
 
 # --------------------------------------------------------------------------------------
@@ -253,7 +260,7 @@ class LocalExecutor:
                     result = None
                 if result is None and not worker.process.is_alive():
                     worker.process.join(timeout=1)
-                    result = died(worker.task, f"the worker process died (exit code {worker.process.exitcode}) while training this trial")
+                    result = _death(worker.task, worker.process.exitcode)
                 if result is None:
                     continue
                 worker.trials += recycle_cost(worker.task)
