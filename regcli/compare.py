@@ -100,6 +100,7 @@ def load_run(run: Path) -> dict[str, Any]:
 
     run = rundir.require_run_dir(Path(run))
     status = rundir.read_json(run / rundir.STATUS, "the run status")
+    state = rundir.require_finished(run, status, "compared")
     summary = rundir.read_json(run / rundir.SUMMARY, "the run summary")
     metrics = summary.get("metrics")
     if not isinstance(metrics, dict) or not isinstance(metrics.get("val"), dict) or not isinstance(metrics.get("train"), dict):
@@ -119,7 +120,7 @@ def load_run(run: Path) -> dict[str, Any]:
     return {
         "run_dir": str(run),
         "name": run.name,
-        "state": status.get("state"),
+        "state": state,
         "config": config,
         "history": history,
         "best_epoch": summary.get("best_epoch"),

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +25,9 @@ from regcli.ledger import append_entry, default_ledger
 
 
 def _check_completed(run: Path, status: dict[str, Any]) -> None:
-    state = status.get("state")
+    state = rundir.require_finished(run, status, "tested")
     if state == "completed":
         return
-    if state == "running":
-        pid = status.get("pid")
-        if rundir.pid_alive(pid):
-            why = f"it is still training (pid {pid}). Test it when it has completed."
-        else:
-            why = (
-                f"its process (pid {pid}) is gone, so it was killed. "
-                f"Resume it with `regcli train --resume {run}`, then test it."
-            )
-        raise RunDirError(f"{run} cannot be tested: status.json says state running, but {why}")
     detail = f" ({status['error']})" if status.get("error") else ""
     raise RunDirError(
         f"{run} cannot be tested: status.json says state {state}{detail}; only a completed run ships a "
@@ -65,13 +54,14 @@ def _no_test_split(run: Path) -> BadInputError:
 
 
 def _check_model_file(run: Path) -> Path:
+    """The shipped model passes regcli's checks (`modelfile.check_model_file`) before Keras is imported."""
+    from regcli.modelfile import check_model_file
+
     path = run / rundir.MODEL
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: the run has no shipped model to test. Retrain the run.")
-    if path.stat().st_size == 0:
-        raise RunDirError(f"{path} is empty (0 bytes): the model was not saved completely. Retrain the run.")
-    if not zipfile.is_zipfile(path):
-        raise RunDirError(f"{path} is not a .keras archive (not a zip file): it is corrupt. Retrain the run.")
+    try:
+        check_model_file(path)
+    except RunDirError as exc:
+        raise RunDirError(f"{exc} The test split is not looked at. Retrain the run.") from None
     return path
 
 
@@ -127,14 +117,21 @@ def _evaluate_once(run: Path, spec: Any, env: dict[str, Any], ds: Any) -> dict[s
     except RunDirError:
         raise
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise RunDirError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}): it is corrupt. Retrain the run.") from None
+        raise RunDirError(f"{path} cannot be loaded ({_reason(exc)}): it is corrupt. Retrain the run.") from None
     try:
         return train.evaluate_split(model, ds.x_test, ds.y_test, ds.task, seed=spec.seed)
     except Exception as exc:
         raise RunDirError(
-            f"{path} cannot be evaluated on the rebuilt test split ({type(exc).__name__}: {exc}): the model "
+            f"{path} cannot be evaluated on the rebuilt test split ({_reason(exc)}): the model "
             f"does not match the run's config.yaml. Retrain the run."
         ) from None
+
+
+def _reason(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception, at most `limit` characters: Keras's load errors append the whole config."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no message"
+    return f"{type(exc).__name__}: {text if len(text) <= limit else text[: limit - 3] + '...'}"
 
 
 def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:

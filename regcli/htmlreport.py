@@ -39,7 +39,8 @@ def write_report(path: Path) -> Path:
 
     Raises:
         RunDirError: the path does not exist, is neither a run nor a sweep directory, is
-            still running, or holds a file that cannot be read (exit code 2).
+            still running or was killed (`rundir.run_state`), holds a file that cannot be read, or
+            cannot be written (exit code 2).
     """
     path = Path(path)
     if not path.exists():
@@ -59,7 +60,10 @@ def write_report(path: Path) -> Path:
     try:
         rundir.atomic_write_text(target, page)
     except OSError as exc:
-        raise RunDirError(f"{target}: cannot write the report: {exc.strerror or exc}.") from None
+        raise RunDirError(
+            f"{rundir.write_error(target, exc, 'written')} Nothing in {path} was changed; make it writable "
+            f"and run regcli report again."
+        ) from None
     return target
 
 
@@ -131,11 +135,7 @@ def read_run(run: Path) -> dict[str, Any]:
     state = status.get("state")
     if state not in rundir.STATES:
         raise RunDirError(f"{run / rundir.STATUS} has state {state!r}; expected one of {', '.join(rundir.STATES)}.")
-    if state == "running":
-        raise RunDirError(
-            f"{run} is still running (status.json says state running, pid {status.get('pid')}). "
-            f"Write its report when it has finished, or resume it with `regcli train --resume {run}` if it was killed."
-        )
+    rundir.require_finished(run, status, "reported")
     info: dict[str, Any] = {"status": status, "config_text": _text(run / rundir.CONFIG), "diagnosis": None}
     if state == "completed" or (run / rundir.SUMMARY).exists():
         # The same reading as `regcli diagnose --json`, without rewriting diagnosis.json/.md.

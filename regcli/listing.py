@@ -1,7 +1,7 @@
 """`regcli ls`: the runs and sweeps under a directory, from their files alone (no TensorFlow, no Keras).
 
-Each run directory is one row: name, state (status.json; `running (stale)` when the
-process that wrote `running` is gone), start time, shipped epoch, the best validation
+Each run directory is one row: name, state (status.json's, as `rundir.run_state` words it:
+`killed` when the process that wrote `running` is gone), start time, shipped epoch, the best validation
 value (`monitor=value`), the diagnosis verdict and the test error once `regcli test` ran.
 A sweep directory (`sweep.yaml` + `trials/`) is one row with its trials' states. A damaged
 run directory is listed with what is wrong with it (`summary.json truncated`) instead of
@@ -10,7 +10,7 @@ stopping the listing.
 Example:
 
 >>> [e["state"] for e in list_runs(Path("runs"))]  # doctest: +SKIP
-['completed', 'running (stale)', 'sweep']
+['completed', 'killed', 'sweep']
 """
 
 from __future__ import annotations
@@ -79,14 +79,14 @@ def _when(path: Path, started: Any) -> datetime:
     return when
 
 
-def run_state(status: dict[str, Any] | None) -> str:
-    """status.json's state; `running (stale)` when the pid that wrote `running` is gone."""
+def run_state(run: Path, status: dict[str, Any] | None) -> tuple[str, str | None]:
+    """`rundir.run_state` for a listing row: `?` without a readable status.json, `? ('x')` for an unknown state."""
     if status is None:
-        return "?"
-    state = status.get("state")
-    if state == "running" and not rundir.pid_alive(status.get("pid")):
-        return "running (stale)"
-    return str(state) if state in rundir.STATES else f"? ({state!r})"
+        return "?", None
+    state, sentence = rundir.run_state(run, status)
+    if state in (*rundir.STATES, rundir.KILLED):
+        return state, sentence
+    return f"? ({state!r})", None
 
 
 def _number(value: Any) -> float | None:
@@ -101,7 +101,9 @@ def run_entry(run: Path) -> dict[str, Any]:
     status, problem = read_json_file(run / rundir.STATUS)
     if problem:
         problems.append(problem)
-    state = run_state(status)
+    state, sentence = run_state(run, status)
+    if state == rundir.KILLED:
+        problems.append(sentence)
     if state.startswith("? ("):
         problems.append(f"status.json has an unknown state {status.get('state')!r}")
         state = "?"
@@ -159,13 +161,13 @@ def sweep_entry(sweep: Path) -> dict[str, Any]:
     problems = []
     for trial in trials:
         status, problem = read_json_file(trial / rundir.STATUS)
-        states[run_state(status)] += 1
+        states[run_state(trial, status)[0]] += 1
         if problem:
             problems.append(f"{trial.name}: {problem}")
         if status and _parse_time(status.get("started")):
             starts.append(_parse_time(status.get("started")))
     started = min(starts) if starts else _when(sweep, None)
-    order = [*rundir.STATES, "running (stale)", "?"]
+    order = [*rundir.STATES, rundir.KILLED, "?"]
     counts = ", ".join(f"{states[s]} {s}" for s in sorted(states, key=lambda s: order.index(s) if s in order else 99))
     return {
         "kind": "sweep",
@@ -214,7 +216,9 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return entries
 
 
-_STATE_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "diverged": "red", "interrupted": "yellow"}
+_STATE_STYLE = {
+    "completed": "green", "running": "cyan", "failed": "red", "diverged": "red", "interrupted": "yellow", "killed": "red",
+}
 
 
 def listing_table(entries: list[dict[str, Any]], root: Path):

@@ -6,6 +6,7 @@ TensorFlow, no Keras. Inputs are never rewritten; diagnosis.json/.md are refresh
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,7 @@ def load_finished_run(run: Path) -> tuple[dict, dict, Any, dict]:
     """status, summary, history and config of a run that has finished training."""
     run = rundir.require_run_dir(run)
     status = rundir.read_json(run / rundir.STATUS, "the run status")
-    state = status.get("state")
-    if state == "running":
-        raise RunDirError(
-            f"{run} is still running (status.json says state running, pid {status.get('pid')}). "
-            f"Diagnose it when it has finished, or resume it if it was killed."
-        )
+    state = rundir.require_finished(run, status, "diagnosed")
     summary = rundir.read_json(run / rundir.SUMMARY, "the run summary")
     history = rundir.read_history(run)
     config = read_config(run)
@@ -70,12 +66,30 @@ def diagnose_run(run: Path, *, replay: str | None = None) -> dict[str, Any]:
     run = Path(run)
     _, summary, history, config = load_finished_run(run)
     diagnosis = diagnose(history, summary, config)
-    rundir.atomic_write_json(run / rundir.DIAGNOSIS_JSON, diagnosis)
-    rundir.atomic_write_text(run / rundir.DIAGNOSIS_MD, render_markdown(diagnosis, summary))
     result: dict[str, Any] = {"run_dir": str(run), "diagnosis": diagnosis}
     if overrides is not None:
         result["replay"] = replay_report(history, summary, config, overrides)
+    result["not_written"] = _rewrite_diagnosis(run, diagnosis, render_markdown(diagnosis, summary))
     return result
+
+
+def _rewrite_diagnosis(run: Path, diagnosis: dict[str, Any], markdown: str) -> str | None:
+    """Rewrites diagnosis.json/.md together; None, or the one paragraph saying why they could not be.
+
+    The diagnosis was computed from the files and is printed either way: a read-only run
+    directory (an archive, a colleague's share) still gets one, and both files stay as they were.
+    """
+    json_path, md_path = run / rundir.DIAGNOSIS_JSON, run / rundir.DIAGNOSIS_MD
+    try:
+        text = json.dumps(rundir.jsonable(diagnosis), indent=2, allow_nan=False) + "\n"
+        rundir.atomic_write_files({json_path: text.encode("utf-8"), md_path: markdown.encode("utf-8")})
+    except OSError as exc:
+        return (
+            f"{rundir.write_error(json_path, exc, 'rewritten')} {json_path.name} and {md_path.name} were left "
+            f"as they were, so they may hold an older diagnosis than the one above. Make {run} writable "
+            f"and run regcli diagnose again to refresh them."
+        )
+    return None
 
 
 def print_diagnosis(console, result: dict[str, Any]) -> None:

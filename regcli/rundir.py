@@ -7,15 +7,18 @@ No TensorFlow here: `diagnose` and `ls` read run directories without a backend.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
 import os
 import re
 import secrets
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,26 @@ def check_run_name(name: str, key: str = "name") -> str:
             f"or digit, so the run directory stays inside the output directory. Received: {name!r}."
         )
     return name
+
+
+def check_out_dir(out: Path) -> Path:
+    """RunDirError (exit 2) when `out` could not hold run directories; creates nothing.
+
+    `out` may not exist yet: then its nearest existing ancestor must be a writable directory
+    (it is created with the run directory, so bad input leaves no empty `--out` behind).
+    """
+    out = Path(out)
+    probe = out
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link
+            raise RunDirError(f"--out {out}: {probe} is a broken symbolic link. Choose another --out.")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RunDirError(f"--out {out}: {probe} is not a directory, so no run directory can be made under it.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only_mount(probe) else "not writable"
+        raise RunDirError(f"--out {out}: {probe} is {why}. Choose another --out.")
+    return out
 
 
 def ensure_out_dir(out: Path) -> Path:
@@ -111,6 +134,57 @@ def claim_run_dir(run: Path) -> Path:
     if any(run.iterdir()):
         raise RunDirError(f"{run} already holds files; a run needs an empty directory.")
     return run
+
+
+@contextlib.contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """Holds an exclusive `flock` on the run directory itself while a process trains in it.
+
+    `regcli train` holds it for its new run and `train --resume` for the run it continues,
+    so two resumes started at the same moment cannot both train (the second is refused,
+    exit 2), whatever status.json's pid says. No file is created: the lock is on the
+    directory, and the kernel drops it when the process dies, even by SIGKILL.
+    """
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(
+                f"--resume {run}: another regcli process is training this run right now (it holds the run "
+                f"directory's lock). Wait for it to finish, or stop it and resume again."
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def require_writable(run: Path, flag: str) -> None:
+    """RunDirError (exit 2) naming `flag` when files cannot be created in `run` (read-only mount, permissions)."""
+    if not os.access(run, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if _read_only_mount(run) else "no write permission"
+        raise RunDirError(
+            f"{flag} {run}: the run directory is not writable ({reason}), and resuming rewrites its files. "
+            f"Nothing was changed. Copy the run directory somewhere writable and resume the copy."
+        )
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def discard_run_dir(run: Path, *, created: bool) -> None:
+    """Removes a run directory that never got its first files: the whole directory when this
+    process `created` it, else (a claimed sweep trial directory) only what is inside it."""
+    if created:
+        shutil.rmtree(run, ignore_errors=True)
+        return
+    for child in Path(run).iterdir() if Path(run).is_dir() else []:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
@@ -251,6 +325,82 @@ def pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def atomic_write_files(files: Mapping[Path, bytes]) -> None:
+    """Writes several files of one run so that a failure leaves every one of them as it was.
+
+    Every temp file is written (and fsynced) first; only when all are on disk are they renamed
+    into place. A read-only or full file system fails at the first temp file: nothing changes.
+    """
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), _FILE_MODE)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+
+
+def write_error(path: Path, exc: OSError, what: str) -> str:
+    """One sentence for a file regcli could not write, e.g. `runs/x/diagnosis.json could not be
+    rewritten: Read-only file system (errno 30, EROFS).`"""
+    import errno as _errno
+
+    reason = exc.strerror or str(exc)
+    code = f" (errno {exc.errno}, {_errno.errorcode.get(exc.errno, '?')})" if exc.errno else ""
+    return f"{path} could not be {what}: {reason}{code}."
+
+
+# The effective state of a run: status.json's state, except that a `running` status whose
+# process is gone is `killed` (SIGKILL, OOM killer, a power cut: nothing could record the end).
+KILLED = "killed"
+
+
+def run_state(run: Path, status: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
+    """(effective state, one sentence about it or None) for a run directory; the one rule every command uses.
+
+    `running` with a live pid stays `running` ("still training"); `running` whose pid is gone
+    (or was never recorded) is `killed`, with the `regcli train --resume` command that
+    continues it. `status` is status.json's content when the caller has read it already.
+    Every command that reads a run (diagnose, report, test, ls, compare) words it this way.
+    """
+    if status is None:
+        status = read_json(Path(run) / STATUS, "the run status")
+    state = status.get("state")
+    if state != "running":
+        return str(state), None
+    pid = status.get("pid")
+    if pid_alive(pid):
+        return "running", (
+            f"status.json says the run is still running and its process (pid {pid}) is alive: it is "
+            f"still training. Wait for it to finish."
+        )
+    return KILLED, (
+        f"status.json says the run is still running, but its process (pid {pid}) is gone: it was "
+        f"killed. Resume it with `regcli train --resume {run}`."
+    )
+
+
+def require_finished(run: Path, status: Mapping[str, Any], doing: str) -> str:
+    """The run's state when training has ended; RunDirError `<run> cannot be <doing>: ...` while it runs or after a kill."""
+    state, sentence = run_state(run, status)
+    if state in ("running", KILLED):
+        raise RunDirError(f"{run} cannot be {doing}: {sentence}")
+    return state
 
 
 def remove_temp_files(run: Path) -> list[str]:

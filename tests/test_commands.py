@@ -7,12 +7,15 @@ so no test sees another's ledger or rewritten summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +26,7 @@ from regcli import rundir
 from regcli.evaluate import consultation_warning
 from regcli.ledger import LEDGER, default_ledger, read_ledger
 from regcli.listing import list_runs
+from regcli.modelfile import allowed_module
 from regcli.runner import run_experiment
 from regcli.spec import load_experiment_spec
 
@@ -290,13 +294,14 @@ def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorf
         }
     assert entries[corrupt.name]["problems"] == ["summary.json truncated"]
     assert entries[corrupt.name]["state"] == "completed" and entries[corrupt.name]["verdict"] == entries[a.name]["verdict"]
-    assert entries[stale.name]["state"] == "running (stale)"
+    assert entries[stale.name]["state"] == "killed"
+    assert entries[stale.name]["problems"] == [rundir.run_state(stale)[1]]
     assert entries[sweep.name]["kind"] == "sweep" and entries[sweep.name]["n_trials"] == 1
     assert entries[sweep.name]["trial_states"] == {"completed": 1}
 
     proc = regcli("ls", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for text in ("completed", "running (stale)", "summary.json truncated", "1 trial(s): 1 completed", "val_loss="):
+    for text in ("completed", "killed", "summary.json truncated", "1 trial(s): 1 completed", "val_loss="):
         assert text in proc.stdout, text
 
     assert [e["name"] for e in list_runs(a)] == [a.name]  # a run directory lists itself
@@ -306,3 +311,170 @@ def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorf
     assert proc.returncode == 0 and a.name in proc.stdout
     proc = regcli("ls", tmp_path / "absent", cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in flat(proc.stderr) and "Traceback" not in proc.stderr
+
+
+# --- read-only run directories -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def read_only(directory: Path):
+    """`directory` bind-mounted read-only onto itself (root only); the test is skipped where no mount can be made."""
+    made = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot bind-mount {directory} (needs root): {made.stderr.strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,ro,bind", str(directory)], capture_output=True, text=True)
+        if ro.returncode != 0:
+            pytest.skip(f"cannot remount {directory} read-only: {ro.stderr.strip()}")
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_diagnose_of_a_read_only_run_prints_the_diagnosis_then_exits_2_naming_the_file(trained, tmp_path):
+    run = copy_run(trained.a, tmp_path / "runs")
+    expected = json.loads(regcli("diagnose", run, "--json", cwd=tmp_path).stdout)["diagnosis"]
+    before = snapshot(tmp_path / "runs")
+    with read_only(run):
+        proc = regcli("diagnose", run, "--json", cwd=tmp_path)
+        text = regcli("diagnose", run, cwd=tmp_path)
+        report = regcli("report", run, cwd=tmp_path)
+        final = regcli("test", run, cwd=tmp_path)
+    # The diagnosis is computed from the files, so it is printed; the files it could not refresh are named.
+    assert proc.returncode == 2 and json.loads(proc.stdout)["diagnosis"] == expected
+    assert text.returncode == 2 and "avoidable_bias" in text.stdout  # the rich rendering, recommendations included
+    assert all(f"{i}. {rec['text']}" in text.stdout for i, rec in enumerate(expected["recommendations"], start=1))
+    for p in (proc, text):
+        assert flat(p.stderr) == (
+            f"error: {run / rundir.DIAGNOSIS_JSON} could not be rewritten: Read-only file system (errno 30, "
+            f"EROFS). diagnosis.json and diagnosis.md were left as they were, so they may hold an older "
+            f"diagnosis than the one above. Make {run} writable and run regcli diagnose again to refresh them."
+        )
+    assert report.returncode == 2 and f"{run / 'report.html'} could not be written: Read-only file system" in flat(report.stderr)
+    assert final.returncode == 2 and f"{run} (the run directory) is not writable" in flat(final.stderr)
+    for p in (proc, text, report, final):
+        assert "Traceback" not in p.stdout + p.stderr
+    assert snapshot(tmp_path / "runs") == before  # no ledger, no report, diagnosis files untouched
+
+
+# --- one wording for a killed run ----------------------------------------------------------
+
+
+def test_a_run_killed_by_sigkill_is_named_killed_the_same_way_by_every_command(trained, tmp_path):
+    spec = tmp_path / "long.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "training": {**TINY["training"], "epochs": 100_000}}))
+    out = tmp_path / "runs"
+    proc = spawn("train", spec, "--out", out, "--quiet", cwd=tmp_path)
+    try:
+        deadline = time.time() + 120  # states, not times: wait until an epoch is on disk
+        while not any(len(h.read_text().splitlines()) >= 2 for h in out.glob("*/history.csv")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    (run,) = [d for d in out.iterdir() if d.is_dir()]
+    status = json.loads((run / rundir.STATUS).read_text())
+    assert status["state"] == "running" and status["pid"] == proc.pid
+    state, sentence = rundir.run_state(run)
+    assert state == "killed" and sentence == (
+        f"status.json says the run is still running, but its process (pid {proc.pid}) is gone: it was killed. "
+        f"Resume it with `regcli train --resume {run}`."
+    )
+    before = snapshot(out)
+    for args, doing in ((["diagnose", run], "diagnosed"), (["report", run], "reported"), (["test", run], "tested"),
+                        (["compare", trained.a, run], "compared")):
+        result = regcli(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert flat(result.stderr) == f"error: {run} cannot be {doing}: {sentence}", args
+    listing = regcli("ls", out, "--json", cwd=tmp_path)
+    (entry,) = json.loads(listing.stdout)
+    assert entry["state"] == "killed" and entry["problems"] == [sentence]
+    table = regcli("ls", out, cwd=tmp_path).stdout
+    squashed = "".join(c for c in table if not c.isspace() and c != "│")  # the problems column folds the sentence
+    assert " killed " in table and "".join(sentence.split()) in squashed
+    assert snapshot(out) == before
+
+
+# --- model files regcli refuses ---------------------------------------------------------
+
+
+def _crafted(run: Path, edit_config=None, extra: dict | None = None) -> None:
+    """Rewrites run/model.keras with its config.json edited and extra archive members added."""
+    path = run / rundir.MODEL
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    if edit_config:
+        edit_config(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**members, **(extra or {})}.items():
+            archive.writestr(name, data)
+
+
+def _initializer(module: str, class_name: str, config: dict):
+    def edit(model_config):
+        model_config["config"]["layers"][1]["config"]["kernel_initializer"] = {
+            "module": module, "class_name": class_name, "config": config, "registered_name": None,
+        }
+    return edit
+
+
+HOSTILE = {
+    # case: (how to craft model.keras, what the one-paragraph refusal must say)
+    "keras.utils.get_file": (
+        lambda run: _crafted(run, _initializer("keras.utils", "get_file", {"origin": "http://203.0.113.1/x", "fname": "x"})),
+        "refers to 'get_file' from module 'keras.utils' at config.layers.1.config.kernel_initializer of its "
+        "config.json, which is not part of a Keras model",
+    ),
+    "module keras_evil": (
+        lambda run: _crafted(run, _initializer("keras_evil", "GlorotUniform", {"seed": None})),
+        "refers to 'GlorotUniform' from module 'keras_evil' at config.layers.1.config.kernel_initializer",
+    ),
+    "../ member": (
+        lambda run: _crafted(run, extra={"../evil.txt": b"written outside"}),
+        "holds the archive member '../evil.txt', whose name has a '..' component",
+    ),
+    "absolute member": (
+        lambda run: _crafted(run, extra={"/tmp/evil.txt": b"written outside"}),
+        "holds the archive member '/tmp/evil.txt', whose name is an absolute path",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_test_refuses_a_hostile_model_file_in_one_paragraph_before_keras_reads_it(trained, tmp_path, case):
+    craft, message = HOSTILE[case]
+    run = copy_run(trained.a, tmp_path / "runs")
+    craft(run)
+    before = snapshot(tmp_path)
+    proc = regcli("test", run, cwd=tmp_path, importtime=True)
+    assert proc.returncode == 2, (case, proc.stdout, proc.stderr[-3000:])
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {run / rundir.MODEL} "), errors  # one paragraph
+    assert message in errors[0] and "efusing to load it" in errors[0], errors[0]
+    assert len(errors[0]) < 700 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not {"tensorflow", "keras"} & imported(proc.stderr)  # refused before Keras is imported
+    assert snapshot(tmp_path) == before and not (tmp_path / "evil.txt").exists()
+
+
+def test_only_keras_and_its_model_packages_pass_the_module_allow_list():
+    passing = ["keras", "keras.layers", "keras.regularizers", "keras.src.models.functional", "keras.optimizers.schedules"]
+    refused = ["keras_evil", "keras_evil.layers", "kerasx", "keras.utils", "keras.src.utils", "keras.saving", "os"]
+    assert [m for m in passing + refused if allowed_module(m)] == passing
+
+
+def test_init_from_a_run_of_another_shape_is_refused_in_one_paragraph(trained, tmp_path):
+    spec = tmp_path / "finetune.yaml"
+    model = {**TINY["model"], "hidden": [16], "init_from": str(trained.a)}
+    spec.write_text(yaml.safe_dump({**TINY, "model": model}))
+    proc = regcli("train", spec, "--out", tmp_path / "runs", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(  # no Keras UserWarning, no weight tensors
+        f"error: model.init_from: the weights in {trained.a / rundir.MODEL} do not fit the model this spec builds: "
+    ), lines
+    assert "(30, 8) in the file but (30, 16) here" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory left

@@ -223,10 +223,17 @@ def _status(run: Path, **fields) -> None:
     (run / rundir.STATUS).write_text(json.dumps({**status, **fields}))
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: its pid names no process now
+    return proc.pid
+
+
 BROKEN_RUNS = {
     "truncated summary": (lambda run: (run / rundir.SUMMARY).write_text('{"best_epoch": 2, "metr'), "not valid JSON"),
     "corrupt status": (lambda run: (run / rundir.STATUS).write_bytes(b"\x00\xff garbage"), "status.json"),
-    "still running": (lambda run: _status(run, state="running", pid=os.getpid()), "is still running"),
+    "still running": (lambda run: _status(run, state="running", pid=os.getpid()), "is alive: it is still training"),
+    "killed": (lambda run: _status(run, state="running", pid=_dead_pid()), "is gone: it was killed. Resume it with"),
     "truncated history": (lambda run: (run / rundir.HISTORY).write_text("epoch,loss,val_loss\n1,0.5"), "truncated"),
     "completed without summary": (lambda run: (run / rundir.SUMMARY).unlink(), "summary.json is missing"),
     "no status": (lambda run: (run / rundir.STATUS).unlink(), "status.json is missing"),
