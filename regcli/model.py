@@ -250,9 +250,9 @@ def load_init_weights(model: keras.Model, model_path: str) -> None:
     config or code from the file is deserialized, so a hostile file cannot run anything.
     The architecture must match the one this spec builds.
     """
-    from regcli.modelfile import check_model_file
-
     import warnings
+
+    from regcli.modelfile import check_model_file
 
     check_model_file(model_path)
     with warnings.catch_warnings(record=True) as caught:
