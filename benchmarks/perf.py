@@ -246,7 +246,7 @@ def maxrss_mib(argv: list[str], env: dict | None = None) -> tuple[float, float]:
 
 def twenty_in_a_row(out: Path, n: int, backend: str) -> None:
     """(In a child process.) Trains `n` small models one after another through run_experiment; RSS after each."""
-    from regcli.runner import run_experiment
+    from regcli.experiment import run_experiment
     from regcli.spec import load_experiment_spec
 
     spec_path = out / "small.yaml"
@@ -265,7 +265,7 @@ def twenty_in_a_row(out: Path, n: int, backend: str) -> None:
 def packs_in_a_row(out: Path, n: int) -> None:
     """(In a child process.) Trains `n` packs of the 8 packing-benchmark configurations (3 epochs,
     seeds 0..n-1) one after another through run_packed, as a sweep worker does; RSS after each."""
-    from regcli.runner import run_packed
+    from regcli.experiment import run_packed
     from regcli.spec import load_yaml_file, validate_experiment
 
     base = load_yaml_file(ROOT / "configs" / "quickstart.yaml")  # regcli's loader: 1e-3 is a float
@@ -318,7 +318,7 @@ def memory_section(quick: bool, log) -> str:
         f"stopping): **{peak:.0f} MiB** ({seconds:.0f} s).",
         "",
         "One process training 20 quickstart models (3 epochs each, seeds 0-19) in a row through "
-        "`regcli.runner.run_experiment` (the spec's `backend:` set to each backend); RSS after each model:",
+        "`regcli.experiment.run_experiment` (the spec's `backend:` set to each backend); RSS after each model:",
         "",
         "| backend | after model 1 | after 5 | after 10 | after 20 | growth per model (models 5-20) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -334,7 +334,7 @@ def memory_section(quick: bool, log) -> str:
     lines += [
         "",
         f"Packs: one process training {len(packs)} packs of the 8 packing-benchmark configurations (3 epochs, seeds "
-        f"0-{len(packs) - 1}) in a row through `regcli.runner.run_packed`, as a sweep worker does (its packs after the "
+        f"0-{len(packs) - 1}) in a row through `regcli.experiment.run_packed`, as a sweep worker does (its packs after the "
         f"first reuse the traced model): **{packs[0]:.0f} MiB** after pack 1, {packs[len(packs) // 2 - 1]:.0f} MiB "
         f"after pack {len(packs) // 2}, {packs[-1]:.0f} MiB after pack {len(packs)}: **{pack_growth:+.1f} MiB** a "
         f"pack of 8 trials after the first, against {tf_growth:+.1f} MiB a separate trial (TensorFlow, above).",

@@ -1,7 +1,7 @@
 """What one epoch of a pack's arithmetic costs: K towers' batched matmuls, forward and backward.
 
 The quickstart model's kernels (30 -> 256 -> 128 -> 1) stacked with a leading tower axis, as
-`regcli.vstack.TowerStack` holds them, trained with plain SGD on a fixed batch of 32 rows for
+`regcli.training.stack.TowerStack` holds them, trained with plain SGD on a fixed batch of 32 rows for
 one epoch of breast_cancer (13 steps) inside one `tf.function`: no Keras, no data pipeline, no
 BatchNorm, Adam or metrics. The time per epoch for K = 1 and K = 8 says whether batching the
 towers' matmuls gains anything on this machine (the rest of a pack's epoch is overhead that

@@ -16,9 +16,9 @@ from typing import Annotated
 
 import typer
 
+from regcli.commands.init import Template
 from regcli.errors import RegcliError
-from regcli.rundir import cell
-from regcli.starters import Template
+from regcli.rundir import format_cell
 
 app = typer.Typer(
     name="regcli",
@@ -118,7 +118,7 @@ def _summary_table(outcome):
     table.add_column("validation", justify="right")
     for key in ("loss", "data_loss", "accuracy", "mae", "error"):
         if key in s["metrics"]["train"]:
-            table.add_row(key, cell(s["metrics"]["train"].get(key)), cell(s["metrics"]["val"].get(key)))
+            table.add_row(key, format_cell(s["metrics"]["train"].get(key)), format_cell(s["metrics"]["val"].get(key)))
     table.caption = (
         f"shipped epoch {s['best_epoch']} of {s['epochs_run']} "
         f"({'stopped early' if s['stopped_early'] else 'ran all epochs'}"
@@ -152,7 +152,7 @@ def train(
     ] = None,
 ) -> None:
     """Validate a spec, train it, and write one run directory (or --resume one)."""
-    from regcli.runner import resume_run, run_experiment
+    from regcli.experiment import resume_run, run_experiment
     from regcli.spec import load_experiment_spec
 
     with _errors():
@@ -247,12 +247,12 @@ def diagnose(
     ] = None,
 ) -> None:
     """(Re)compute the bias/variance diagnosis of a finished run from its files alone."""
-    from regcli.review import diagnose_run, fail_on_verdicts, print_diagnosis
+    from regcli.commands.diagnose import diagnose_run, fail_on_verdicts, print_diagnosis
 
     with _errors():
         if fail_on is not None and not fail_on.replace(",", "").strip():
+            from regcli.commands.diagnose import VERDICTS
             from regcli.errors import BadInputError
-            from regcli.review import VERDICTS
 
             raise BadInputError(
                 f"--fail-on must list at least one verdict, e.g. --fail-on high_variance,diverged. "
@@ -286,7 +286,7 @@ def run_test(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """The final exam: evaluate the shipped model once on the untouched test split and record it in the test ledger."""
-    from regcli.evaluate import consultation_warning, final_test
+    from regcli.commands.final_test import consultation_warning, final_test
 
     with _errors():
         result = final_test(run_dir)
@@ -313,7 +313,7 @@ def _test_table(result: dict):
     val = result.get("val_metrics") or {}
     for key in ("loss", "data_loss", "accuracy", "mae", "error"):
         if key in result["metrics"]:
-            table.add_row(key, cell(val.get(key)), cell(result["metrics"][key]))
+            table.add_row(key, format_cell(val.get(key)), format_cell(result["metrics"][key]))
     table.caption = f"test fingerprint {result['test_fingerprint'][:12]}; looked at {result['consulted_before']} time(s) before"
     return table
 
@@ -328,7 +328,7 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Compare runs side by side: the knobs that differ, their results, and one overlay plot of their curves."""
-    from regcli.compare import compare_runs, comparison_table
+    from regcli.commands.compare import compare_runs, comparison_table
 
     with _errors():
         result = compare_runs(run_dirs, out=out)
@@ -346,7 +346,7 @@ def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
 ) -> None:
     """List the runs and sweeps under a directory with their state and best validation value."""
-    from regcli.listing import list_runs, listing_table
+    from regcli.commands.listing import list_runs, listing_table
 
     with _errors():
         entries = list_runs(directory)
@@ -393,7 +393,7 @@ def sweep(
     """Expand a sweep into trials, run them in parallel, aggregate, and pick the winner on validation only."""
     from rich.markup import escape
 
-    from regcli.sweep.report import leaderboard_table, sweep_progress
+    from regcli.sweep.console import leaderboard_table, sweep_progress
     from regcli.sweep.run import prepare_sweep, run_sweep
 
     def warn(text: str) -> None:
@@ -435,7 +435,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing spec file and its schema file.")] = False,
 ) -> None:
     """Write a commented starter spec that validates, and beside it the JSON Schema editors check it with."""
-    from regcli.starters import init_spec
+    from regcli.commands.init import init_spec
 
     with _errors():
         result = init_spec(path, template, force=force)
@@ -458,7 +458,7 @@ def schema(
     out: Annotated[Path | None, typer.Option(help="Write the schema to this file instead of printing it.")] = None,
 ) -> None:
     """Print the JSON Schema of the experiment spec (or the sweep spec), for editors and other tools."""
-    from regcli.starters import schema_text, write_schema
+    from regcli.commands.init import schema_text, write_schema
 
     with _errors():
         if out is not None:
@@ -474,7 +474,7 @@ def report(
     open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
 ) -> None:
     """Write one self-contained report.html (figures inlined, no network) into a run or sweep directory."""
-    from regcli.htmlreport import open_in_browser, write_report
+    from regcli.commands.report import open_in_browser, write_report
 
     with _errors():
         written = write_report(directory)
@@ -488,7 +488,8 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
-    from regcli import backend, interrupt
+    from regcli import interrupt
+    from regcli.training import backend
 
     backend.OWN_PROCESS = True
     interrupt.quiet_unraisable_ctrl_c()

@@ -34,3 +34,9 @@ class RunFailedError(RegcliError):
     """A training run failed or diverged (exit code 1)."""
 
     exit_code = 1
+
+
+class Interrupted(RegcliError):
+    """Ctrl-C during training: the run directory is consistent, state `interrupted` (exit 130)."""
+
+    exit_code = 130

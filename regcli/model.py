@@ -2,7 +2,7 @@
 
 Pure: nothing here touches disk except `load_init_weights`, which reads the weights of
 the run named by `model.init_from`. Keras is imported by the caller's process only
-(this module is imported lazily by `train.py`), so `regcli --help` stays instant.
+(this module is imported lazily by `regcli.training`), so `regcli --help` stays instant.
 """
 
 from __future__ import annotations

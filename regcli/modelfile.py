@@ -113,6 +113,12 @@ def check_model_file(path: Path) -> None:
         raise RunDirError(f"{path}: its config.json is not valid JSON; the file is corrupt.") from None
     if not isinstance(config, dict) or config.get("class_name") != "Functional":
         raise RunDirError(f"{path} was not written by regcli (expected a Functional model); refusing to load it.")
+    _check_layers(path, config)
+    _check_modules(path, config)
+
+
+def _check_layers(path: Path, config: dict[str, Any]) -> None:
+    """Every layer of the model's config.json is one regcli builds."""
     inner = config.get("config")
     layers = inner.get("layers", []) if isinstance(inner, dict) else []
     for layer in layers if isinstance(layers, list) else []:
@@ -122,6 +128,10 @@ def check_model_file(path: Path) -> None:
                 f"{path} contains a {name!r} layer, which regcli never builds (allowed: "
                 f"{', '.join(sorted(ALLOWED_LAYER_CLASSES))}); refusing to load it."
             )
+
+
+def _check_modules(path: Path, config: dict[str, Any]) -> None:
+    """No object in config.json is code, or comes from a module outside Keras's model packages."""
     for class_name, module, where in _modules(config):
         if class_name in _CODE_CLASSES:
             raise RunDirError(

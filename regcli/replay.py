@@ -12,15 +12,17 @@ Pure numpy/pandas: no TensorFlow or Keras import, so `diagnose` stays instant.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from regcli import dotted
 from regcli.errors import BadInputError
 from regcli.rundir import jsonable
+from regcli.values import finite_float, is_finite
 
 REPLAY_KEYS = (
     "patience",
@@ -129,63 +131,74 @@ def replay_early_stopping(
     """
     values = list(values)
     sign = -1.0 if resolve_mode(mode, monitor) == "min" else 1.0
-    delta = sign * abs(float(min_delta))
+    stopper = _EarlyStopping(sign, sign * abs(float(min_delta)), patience, baseline, restore_best_weights)
+    stopper.run(values, start_from_epoch)
+    return stopper.outcome(values)
 
-    def is_improvement(current: float, reference: float | None) -> bool:
-        if reference is None:
-            return True
-        diff, ref = _f32(current - delta), _f32(reference)
-        return bool(diff < ref) if sign < 0 else bool(diff > ref)
 
+@dataclass
+class _EarlyStopping:
+    """The callback's state between epochs: the best value and its epoch, and the wait counter."""
+
+    sign: float  # -1.0: lower is better (mode min); +1.0: higher is better
+    delta: float  # sign * abs(min_delta)
+    patience: int
+    baseline: float | None
+    restore_best_weights: bool
     best: float | None = None
     best_epoch0: int | None = None
-    wait = 0
-    stopped0: int | None = None
-    epochs_run = 0
-    for epoch0, raw in enumerate(values):
-        epochs_run = epoch0 + 1
-        if raw is None or epoch0 < start_from_epoch:
-            continue
-        current = float(raw)
-        if restore_best_weights and best_epoch0 is None:
-            best_epoch0 = epoch0
-        wait += 1
-        if is_improvement(current, best):
-            best, best_epoch0 = current, epoch0
-            if baseline is None or is_improvement(current, float(baseline)):
-                wait = 0
-            continue
-        if wait >= patience and epoch0 > 0:
-            stopped0 = epoch0
-            break
+    wait: int = 0
+    stopped0: int | None = None  # 0-based epoch after which training stopped
+    epochs_run: int = 0
 
-    best_epoch = None if best_epoch0 is None else best_epoch0 + 1
-    if epochs_run == 0:
-        shipped = None
-    elif restore_best_weights and best_epoch is not None:
-        shipped = best_epoch
-    else:
-        shipped = epochs_run
-    return {
-        "best_epoch": best_epoch,
-        "stopped_epoch": None if stopped0 is None else stopped0 + 1,
-        "epochs_run": epochs_run,
-        "shipped_epoch": shipped,
-        "best_value": _num(values[best_epoch - 1]) if best_epoch else None,
-        "shipped_value": _num(values[shipped - 1]) if shipped else None,
-    }
+    def run(self, values: list[Any], start_from_epoch: int) -> None:
+        """Every epoch in turn until the callback stops training or the values run out."""
+        for epoch0, raw in enumerate(values):
+            self.epochs_run = epoch0 + 1
+            if raw is None or epoch0 < start_from_epoch:
+                continue
+            if self.stops_after(epoch0, float(raw)):
+                self.stopped0 = epoch0
+                return
+
+    def improves(self, current: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        diff, ref = _f32(current - self.delta), _f32(reference)
+        return bool(diff < ref) if self.sign < 0 else bool(diff > ref)
+
+    def stops_after(self, epoch0: int, current: float) -> bool:
+        """One monitored epoch (0-based), as Keras's `on_epoch_end`: True when training stops here."""
+        if self.restore_best_weights and self.best_epoch0 is None:
+            self.best_epoch0 = epoch0
+        self.wait += 1
+        if self.improves(current, self.best):
+            self.best, self.best_epoch0 = current, epoch0
+            if self.baseline is None or self.improves(current, float(self.baseline)):
+                self.wait = 0
+            return False
+        return self.wait >= self.patience and epoch0 > 0
+
+    def outcome(self, values: list[Any]) -> dict[str, Any]:
+        """replay_early_stopping's answer: 1-based epochs, and the values at the best and shipped ones."""
+        best_epoch = None if self.best_epoch0 is None else self.best_epoch0 + 1
+        if self.epochs_run == 0:
+            shipped = None
+        elif self.restore_best_weights and best_epoch is not None:
+            shipped = best_epoch
+        else:
+            shipped = self.epochs_run
+        return {
+            "best_epoch": best_epoch,
+            "stopped_epoch": None if self.stopped0 is None else self.stopped0 + 1,
+            "epochs_run": self.epochs_run,
+            "shipped_epoch": shipped,
+            "best_value": finite_float(values[best_epoch - 1]) if best_epoch else None,
+            "shipped_value": finite_float(values[shipped - 1]) if shipped else None,
+        }
 
 
-def _num(value: Any) -> float | None:
-    """A plain float, or None for a missing or non-finite value (JSON has no NaN)."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
+# --------------------------------------------------------------------------- --replay KEY=VALUE,...
 
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
@@ -220,76 +233,83 @@ def parse_replay_arg(text: str) -> dict[str, Any]:
 
 
 def _parse_value(key: str, raw: str, item: str) -> Any:
-    low = raw.lower()
     try:
-        if key in ("patience", "start_from_epoch"):
-            value = int(raw)
-            if value < 0:
-                raise ValueError
-            return value
-        if key == "min_delta":
-            value = float(raw)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError
-            return value
-        if key == "baseline":
-            if low in ("none", "null", ""):
-                return None
-            value = float(raw)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        if key == "restore_best_weights":
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError
-        if key == "mode":
-            if low not in ("auto", "min", "max"):
-                raise ValueError
-            return low
-        if not raw:  # monitor
-            raise ValueError
-        return raw
+        return _PARSERS[key](raw)
     except ValueError:
-        expected = {
-            "patience": "an integer >= 0",
-            "start_from_epoch": "an integer >= 0",
-            "min_delta": "a float >= 0",
-            "baseline": "a float or none",
-            "restore_best_weights": "true or false",
-            "mode": "one of auto, min, max",
-            "monitor": "a history column such as val_loss or val_data_loss",
-        }[key]
         raise BadInputError(
-            f"--replay item {item!r}: {key} must be {expected}. Received: {raw!r}. "
+            f"--replay item {item!r}: {key} must be {_EXPECTED[key]}. Received: {raw!r}. "
             f"Allowed keys: {', '.join(REPLAY_KEYS)}."
         ) from None
 
 
-def _dig(mapping: Mapping[str, Any] | None, dotted: str, default: Any = None) -> Any:
-    node: Any = mapping or {}
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or node.get(part) is None:
-            return default
-        node = node[part]
-    return node
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
 
 
-def _val_error_at(history: pd.DataFrame, epoch: int | None) -> float | None:
-    if epoch is None:
+def _min_delta(raw: str) -> float:
+    value = float(raw)
+    if not is_finite(value) or value < 0:
+        raise ValueError
+    return value
+
+
+def _baseline(raw: str) -> float | None:
+    if raw.lower() in ("none", "null", ""):
         return None
-    rows = history.loc[history["epoch"] == epoch]
-    if rows.empty:
-        return None
-    row = rows.iloc[0]
-    if "val_accuracy" in history.columns:
-        acc = _num(row["val_accuracy"])
-        return None if acc is None else 1.0 - acc
-    if "val_mae" in history.columns:
-        return _num(row["val_mae"])
-    return None
+    value = float(raw)
+    if not is_finite(value):
+        raise ValueError
+    return value
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError
+
+
+def _mode(raw: str) -> str:
+    if raw.lower() not in ("auto", "min", "max"):
+        raise ValueError
+    return raw.lower()
+
+
+def _monitor(raw: str) -> str:
+    if not raw:
+        raise ValueError
+    return raw
+
+
+# Each parser raises ValueError for a value it refuses; _EXPECTED says what it wanted.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "patience": _count,
+    "min_delta": _min_delta,
+    "start_from_epoch": _count,
+    "baseline": _baseline,
+    "restore_best_weights": _flag,
+    "mode": _mode,
+    "monitor": _monitor,
+}
+_EXPECTED = {
+    "patience": "an integer >= 0",
+    "start_from_epoch": "an integer >= 0",
+    "min_delta": "a float >= 0",
+    "baseline": "a float or none",
+    "restore_best_weights": "true or false",
+    "mode": "one of auto, min, max",
+    "monitor": "a history column such as val_loss or val_data_loss",
+}
+
+
+# --------------------------------------------------------------------------- the replay of one run
+
+# The settings replay_early_stopping takes besides mode and monitor.
+_KNOBS = ("patience", "min_delta", "start_from_epoch", "baseline", "restore_best_weights")
 
 
 def replay_report(
@@ -314,96 +334,28 @@ def replay_report(
         recorded best and stop) and `text`, one sentence per finding.
     """
     summary = summary or {}
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(REPLAY_KEYS))
-    if unknown:
-        raise BadInputError(f"Unknown replay keys {unknown}. Allowed keys: {', '.join(REPLAY_KEYS)}.")
-    history = _with_epoch(history)
-    es = dict(_dig(config, "training.early_stopping", {}) or {})
-    run_settings = {
-        "monitor": es.get("monitor") or summary.get("monitor") or "val_loss",
-        "mode": es.get("mode") or "auto",
-        "patience": int(es.get("patience", 0) or 0),
-        "min_delta": float(es.get("min_delta", 0.0) or 0.0),
-        "start_from_epoch": int(es.get("start_from_epoch", 0) or 0),
-        "baseline": es.get("baseline"),
-        "restore_best_weights": bool(es.get("restore_best_weights", True)),
-    }
+    overrides = _known_overrides(overrides)
+    history = with_epoch_column(history)
+    es = dict(dotted.get(config, "training.early_stopping", {}) or {})
+    run_settings = _run_settings(es, summary)
     settings = {**run_settings, **overrides}
     monitor = settings["monitor"]
-    if monitor not in history.columns:
-        columns = ", ".join(c for c in history.columns if c not in ("epoch", "lr", "seconds"))
-        raise BadInputError(
-            f"Cannot replay early stopping on {monitor!r}: history.csv has no such column. "
-            f"Available: {columns}. Pass monitor=COLUMN in --replay."
-        )
+    values = _monitored_values(history, monitor)
     mode = resolve_mode(settings["mode"], monitor)
-    # pandas reads an empty cell as NaN too; Keras saw a NaN there, so NaN stays NaN.
-    values = pd.to_numeric(history[monitor], errors="coerce").astype(float).tolist()
+    result = replay_early_stopping(values, mode=mode, monitor=monitor, **{k: settings[k] for k in _KNOBS})
+    replay, actual = _replay_outcome(history, result), _actual_outcome(history, summary, monitor)
+    delta = _delta(replay, actual)
     n = len(values)
-    epochs = history["epoch"].tolist()
-    knobs = ("patience", "min_delta", "start_from_epoch", "baseline", "restore_best_weights")
-    result = replay_early_stopping(values, mode=mode, monitor=monitor, **{k: settings[k] for k in knobs})
-
-    def to_epoch(i: int | None) -> int | None:  # replay positions are 1-based row numbers
-        return None if i is None else int(epochs[i - 1])
-
-    replay = {
-        "shipped_epoch": to_epoch(result["shipped_epoch"]),
-        "stopped_epoch": to_epoch(result["stopped_epoch"]),
-        "best_epoch": to_epoch(result["best_epoch"]),
-        "epochs_run": result["epochs_run"],
-        "monitored_value": result["shipped_value"],
-    }
-    replay["val_error"] = _val_error_at(history, replay["shipped_epoch"])
-
-    actual_shipped = (
-        summary.get("shipped_epoch") or summary.get("best_epoch") or (int(epochs[-1]) if n else None)
-    )
-    actual_shipped = None if actual_shipped is None else int(actual_shipped)
-    shipped_rows = history.loc[history["epoch"] == actual_shipped, monitor] if actual_shipped else []
-    actual = {
-        "shipped_epoch": actual_shipped,
-        "stopped_epoch": (summary.get("epochs_run") or n) if summary.get("stopped_early") else None,
-        "epochs_run": summary.get("epochs_run") or n,
-        "monitored_value": _num(shipped_rows.iloc[0]) if len(shipped_rows) else None,
-        "val_error": _val_error_at(history, actual_shipped),
-    }
-
-    delta = {
-        key: (replay[key] - actual[key] if replay[key] is not None and actual[key] is not None else None)
-        for key in ("monitored_value", "val_error")
-    }
-    delta["shipped_epoch"] = (
-        replay["shipped_epoch"] - actual_shipped if replay["shipped_epoch"] and actual_shipped else None
-    )
-
-    max_epochs = _dig(config, "training.epochs")
-    ran_short = bool(summary.get("stopped_early")) or (max_epochs is not None and n < int(max_epochs))
+    ran_short = _ran_short(summary, config, n)
     beyond = result["stopped_epoch"] is None and ran_short
-    text = _replay_text(settings, run_settings, es, replay, actual, delta, n, beyond, mode)
-
-    consistent = None
-    own_monitor = run_settings["monitor"]
-    checkable = summary.get("state", "completed") == "completed" and summary.get("best_epoch") is not None
-    if own_monitor in history.columns and es.get("enabled", True) and checkable:
-        own = replay_early_stopping(
-            pd.to_numeric(history[own_monitor], errors="coerce").astype(float).tolist(),
-            mode=resolve_mode(run_settings["mode"], own_monitor),
-            monitor=own_monitor,
-            **{k: run_settings[k] for k in knobs},
+    text = _replay_text(
+        _Comparison(
+            settings, run_settings, es.get("enabled") is False, replay, actual, delta, n, beyond, mode
         )
-        same_best = to_epoch(own["best_epoch"]) == int(summary["best_epoch"]) or (
-            summary.get("shipped_epoch") is not None
-            and to_epoch(own["shipped_epoch"]) == int(summary["shipped_epoch"])
-        )
-        consistent = same_best and bool(own["stopped_epoch"]) == bool(summary.get("stopped_early"))
-        if not consistent:
-            text.append(
-                "Replaying the run's own settings does not reproduce its recorded best epoch "
-                f"({summary['best_epoch']}) or stop: the run may have been resumed, or history.csv "
-                f"does not hold the values early stopping saw for {run_settings['monitor']}."
-            )
+    )
+    consistent, mismatch = _consistency(history, summary, es, run_settings)
+    if mismatch:
+        text.append(mismatch)
     return jsonable(
         {
             "settings": settings,
@@ -420,42 +372,194 @@ def replay_report(
     )
 
 
-def _replay_text(settings, run_settings, es, replay, actual, delta, n, beyond, mode) -> list[str]:
-    changed = {k: v for k, v in settings.items() if run_settings.get(k) != v}
-    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the run's own settings"
-    text = [f"Replaying early stopping on {settings['monitor']} ({mode}) with {what}."]
-    if es.get("enabled") is False:
-        text.append("Early stopping was disabled in this run; the replay treats it as enabled.")
-    if replay["stopped_epoch"] is not None:
-        text.append(
-            f"It would have stopped after epoch {replay['stopped_epoch']} (the run ran {actual['epochs_run']})."
+def _known_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(REPLAY_KEYS))
+    if unknown:
+        raise BadInputError(f"Unknown replay keys {unknown}. Allowed keys: {', '.join(REPLAY_KEYS)}.")
+    return overrides
+
+
+def _ran_short(summary: Mapping[str, Any], config: Mapping[str, Any] | None, recorded: int) -> bool:
+    """Whether the run stopped before its epochs ran out: a replay that never stops can't see what came next."""
+    max_epochs = dotted.get(config, "training.epochs")
+    return bool(summary.get("stopped_early")) or (max_epochs is not None and recorded < int(max_epochs))
+
+
+def _run_settings(es: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's own early-stopping settings, with Keras's defaults where the config has none."""
+    return {
+        "monitor": es.get("monitor") or summary.get("monitor") or "val_loss",
+        "mode": es.get("mode") or "auto",
+        "patience": int(es.get("patience", 0) or 0),
+        "min_delta": float(es.get("min_delta", 0.0) or 0.0),
+        "start_from_epoch": int(es.get("start_from_epoch", 0) or 0),
+        "baseline": es.get("baseline"),
+        "restore_best_weights": bool(es.get("restore_best_weights", True)),
+    }
+
+
+def _column_values(history: pd.DataFrame, name: str) -> list[float]:
+    # pandas reads an empty cell as NaN too; Keras saw a NaN there, so NaN stays NaN.
+    return pd.to_numeric(history[name], errors="coerce").astype(float).tolist()
+
+
+def _monitored_values(history: pd.DataFrame, monitor: str) -> list[float]:
+    if monitor not in history.columns:
+        columns = ", ".join(c for c in history.columns if c not in ("epoch", "lr", "seconds"))
+        raise BadInputError(
+            f"Cannot replay early stopping on {monitor!r}: history.csv has no such column. "
+            f"Available: {columns}. Pass monitor=COLUMN in --replay."
         )
-    elif beyond:
-        text.append(
+    return _column_values(history, monitor)
+
+
+def _to_epoch(history: pd.DataFrame, position: int | None) -> int | None:
+    """The epoch of a replay position (a 1-based row number)."""
+    return None if position is None else int(history["epoch"].iloc[position - 1])
+
+
+def _replay_outcome(history: pd.DataFrame, result: Mapping[str, Any]) -> dict[str, Any]:
+    shipped = _to_epoch(history, result["shipped_epoch"])
+    return {
+        "shipped_epoch": shipped,
+        "stopped_epoch": _to_epoch(history, result["stopped_epoch"]),
+        "best_epoch": _to_epoch(history, result["best_epoch"]),
+        "epochs_run": result["epochs_run"],
+        "monitored_value": result["shipped_value"],
+        "val_error": _val_error_at(history, shipped),
+    }
+
+
+def _actual_outcome(history: pd.DataFrame, summary: Mapping[str, Any], monitor: str) -> dict[str, Any]:
+    """What the run itself did, from summary.json (the last recorded epoch where it says nothing)."""
+    n = len(history)
+    last = int(history["epoch"].iloc[-1]) if n else None
+    shipped = summary.get("shipped_epoch") or summary.get("best_epoch") or last
+    shipped = None if shipped is None else int(shipped)
+    shipped_rows = history.loc[history["epoch"] == shipped, monitor] if shipped else []
+    return {
+        "shipped_epoch": shipped,
+        "stopped_epoch": (summary.get("epochs_run") or n) if summary.get("stopped_early") else None,
+        "epochs_run": summary.get("epochs_run") or n,
+        "monitored_value": finite_float(shipped_rows.iloc[0]) if len(shipped_rows) else None,
+        "val_error": _val_error_at(history, shipped),
+    }
+
+
+def _delta(replay: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[str, Any]:
+    """Replay minus actual, where both are known."""
+    delta = {
+        key: (replay[key] - actual[key] if replay[key] is not None and actual[key] is not None else None)
+        for key in ("monitored_value", "val_error")
+    }
+    both = replay["shipped_epoch"] and actual["shipped_epoch"]
+    delta["shipped_epoch"] = replay["shipped_epoch"] - actual["shipped_epoch"] if both else None
+    return delta
+
+
+def _val_error_at(history: pd.DataFrame, epoch: int | None) -> float | None:
+    if epoch is None:
+        return None
+    rows = history.loc[history["epoch"] == epoch]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    if "val_accuracy" in history.columns:
+        acc = finite_float(row["val_accuracy"])
+        return None if acc is None else 1.0 - acc
+    if "val_mae" in history.columns:
+        return finite_float(row["val_mae"])
+    return None
+
+
+def _consistency(
+    history: pd.DataFrame, summary: Mapping[str, Any], es: Mapping[str, Any], run_settings: Mapping[str, Any]
+) -> tuple[bool | None, str | None]:
+    """Whether replaying the run's own settings reproduces its recorded best and stop, and the
+    sentence saying so when it does not. None where it cannot be checked (a run that did not
+    complete, records no best epoch, trained without early stopping or lacks the monitored column)."""
+    monitor = run_settings["monitor"]
+    checkable = summary.get("state", "completed") == "completed" and summary.get("best_epoch") is not None
+    if monitor not in history.columns or not es.get("enabled", True) or not checkable:
+        return None, None
+    own = replay_early_stopping(
+        _column_values(history, monitor),
+        mode=resolve_mode(run_settings["mode"], monitor),
+        monitor=monitor,
+        **{k: run_settings[k] for k in _KNOBS},
+    )
+    same_best = _to_epoch(history, own["best_epoch"]) == int(summary["best_epoch"]) or (
+        summary.get("shipped_epoch") is not None
+        and _to_epoch(history, own["shipped_epoch"]) == int(summary["shipped_epoch"])
+    )
+    consistent = same_best and bool(own["stopped_epoch"]) == bool(summary.get("stopped_early"))
+    if consistent:
+        return consistent, None
+    return consistent, (
+        "Replaying the run's own settings does not reproduce its recorded best epoch "
+        f"({summary['best_epoch']}) or stop: the run may have been resumed, or history.csv "
+        f"does not hold the values early stopping saw for {monitor}."
+    )
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """What the report's sentences compare: the settings replayed against the run's own, and both outcomes."""
+
+    settings: Mapping[str, Any]
+    run_settings: Mapping[str, Any]
+    was_disabled: bool  # the run trained with early stopping off
+    replay: Mapping[str, Any]
+    actual: Mapping[str, Any]
+    delta: Mapping[str, Any]
+    recorded: int  # epochs in history.csv
+    beyond: bool  # the replay would have trained past the recorded epochs
+    mode: str
+
+
+def _replay_text(c: _Comparison) -> list[str]:
+    changed = {k: v for k, v in c.settings.items() if c.run_settings.get(k) != v}
+    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "the run's own settings"
+    text = [f"Replaying early stopping on {c.settings['monitor']} ({c.mode}) with {what}."]
+    if c.was_disabled:
+        text.append("Early stopping was disabled in this run; the replay treats it as enabled.")
+    text.append(_stop_sentence(c))
+    shipped = c.replay["shipped_epoch"]
+    if shipped is None:
+        text.append("No epoch was monitored (start_from_epoch is past the recorded epochs).")
+        return text
+    line = f"It would ship epoch {shipped} (the run shipped {c.actual['shipped_epoch']})"
+    if c.delta["monitored_value"] is not None:
+        line += f"; {c.settings['monitor']} there: {_fmt(c.replay['monitored_value'])} ({c.delta['monitored_value']:+.4g})"
+    if c.delta["val_error"] is not None:
+        line += f"; val error {_fmt(c.replay['val_error'])} ({c.delta['val_error']:+.4g})"
+    text.append(line + ".")
+    return text
+
+
+def _stop_sentence(c: _Comparison) -> str:
+    n = c.recorded
+    if c.replay["stopped_epoch"] is not None:
+        return f"It would have stopped after epoch {c.replay['stopped_epoch']} (the run ran {c.actual['epochs_run']})."
+    if c.beyond:
+        return (
             f"It would not have stopped within the {n} recorded epochs: the run stopped earlier than these "
             "settings would have, so what happens after epoch "
             f"{n} is unknown and the shipped epoch below is the best among the recorded ones only."
         )
-    else:
-        text.append(f"It would not have stopped early: all {n} recorded epochs run, as in the run.")
-    shipped = replay["shipped_epoch"]
-    if shipped is None:
-        text.append("No epoch was monitored (start_from_epoch is past the recorded epochs).")
-        return text
-    line = f"It would ship epoch {shipped} (the run shipped {actual['shipped_epoch']})"
-    if delta["monitored_value"] is not None:
-        line += f"; {settings['monitor']} there: {_fmt(replay['monitored_value'])} ({delta['monitored_value']:+.4g})"
-    if delta["val_error"] is not None:
-        line += f"; val error {_fmt(replay['val_error'])} ({delta['val_error']:+.4g})"
-    text.append(line + ".")
-    return text
+    return f"It would not have stopped early: all {n} recorded epochs run, as in the run."
 
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _with_epoch(history: pd.DataFrame | None) -> pd.DataFrame:
+def with_epoch_column(history: pd.DataFrame | None) -> pd.DataFrame:
+    """`history` with a fresh 0..n-1 index and an `epoch` column (1, 2, ... where it had none).
+
+    The one normalization of a history both the replay and `regcli.diagnosis` read.
+    """
     history = pd.DataFrame() if history is None else history.reset_index(drop=True)
     if "epoch" not in history.columns:
         history = history.assign(epoch=np.arange(1, len(history) + 1))

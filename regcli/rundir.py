@@ -2,6 +2,8 @@
 
 Every file regcli writes goes through `atomic_write_bytes`: a temp file in the same
 directory, fsync, then `os.replace`, so a crash leaves either the old or the new file.
+Every command that reads a run back (diagnose, test, compare, report, ls) reads it through
+`RunFiles`, and words its state with `run_state`, so each file's problem reads the same everywhere.
 No TensorFlow here: `diagnose` and `ls` read run directories without a backend.
 """
 
@@ -19,11 +21,13 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from regcli.errors import RunDirError
+from regcli.errors import BadInputError, RunDirError
 
 CONFIG = "config.yaml"
 STATUS = "status.json"
@@ -231,8 +235,8 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def cell(value: Any) -> str:
-    """One value for a table cell: 4 significant digits for floats, '-' for missing."""
+def format_cell(value: Any) -> str:
+    """A value as a table shows it: 4 significant digits for floats, '-' for missing."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -312,6 +316,52 @@ def read_history(run: Path):
     if missing:
         raise RunDirError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a regcli history.")
     return df
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The run's resolved spec as a plain dict (safe loader; not re-validated: data may have moved)."""
+    from regcli.spec import load_yaml_file
+
+    path = Path(run) / CONFIG
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: this run directory has no resolved spec.")
+    try:
+        config = load_yaml_file(path)
+    except BadInputError as exc:
+        raise RunDirError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{path} must hold a mapping (the resolved spec). It is corrupt.")
+    return config
+
+
+def probe_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None) for a readable JSON object; (None, what is wrong) otherwise, e.g. `summary.json truncated`.
+
+    For a listing that must go on past a damaged run: nothing is raised.
+    """
+    name = path.name
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, f"{name} missing"
+    except OSError as exc:
+        return None, f"{name} unreadable ({exc.strerror or exc})"
+    if not raw.strip():
+        return None, f"{name} empty"
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text)
+    except UnicodeDecodeError:
+        return None, f"{name} corrupt (not text)"
+    except json.JSONDecodeError as exc:
+        # regcli's JSON files end in "}": without it, or when the parser ran out of input, the
+        # writer was cut off; an error inside a complete-looking file is corruption.
+        stripped = text.rstrip()
+        truncated = not stripped.endswith("}") or exc.pos >= len(stripped)
+        return None, f"{name} truncated" if truncated else f"{name} corrupt"
+    if not isinstance(data, dict):
+        return None, f"{name} corrupt (not a JSON object)"
+    return data, None
 
 
 def pid_alive(pid: Any) -> bool:
@@ -421,3 +471,70 @@ def require_run_dir(run: Path) -> Path:
     if not (run / STATUS).is_file() and not (run / CONFIG).is_file():
         raise RunDirError(f"{run} is not a regcli run directory: it has no {STATUS} or {CONFIG}.")
     return run
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """One run directory read back: each file parsed once, on first use, with the wording every command shares.
+
+    `diagnose`, `test`, `compare`, `report` and `ls` read runs through it, so a missing, truncated
+    or corrupt status.json, summary.json, config.yaml or history.csv is named the same way by each
+    (the `RunDirError`s of `read_json`, `read_config` and `read_history`). Nothing is written, and
+    a file is read when first asked for: `state()` of a run without a summary reads no summary.
+
+    Example:
+        >>> files = RunFiles.open(Path("runs/bc-20261127T050141Z-777577"))  # doctest: +SKIP
+        >>> files.require_finished("diagnosed"), files.summary["best_epoch"]  # doctest: +SKIP
+        ('completed', 12)
+    """
+
+    path: Path
+
+    @classmethod
+    def open(cls, run: Path) -> RunFiles:
+        """The files of `run`, once `require_run_dir` accepts it; reads nothing yet."""
+        return cls(require_run_dir(run))
+
+    def has(self, name: str) -> bool:
+        """True when the run directory holds `name` (e.g. `SUMMARY`), whether or not it is readable."""
+        return (self.path / name).exists()
+
+    @cached_property
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / STATUS, "the run status")
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.path / SUMMARY, "the run summary")
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """config.yaml as a plain dict (`read_config`)."""
+        return read_config(self.path)
+
+    @cached_property
+    def history(self):
+        """history.csv as a DataFrame (`read_history`)."""
+        return read_history(self.path)
+
+    @cached_property
+    def environment(self) -> dict[str, Any]:
+        """environment.json, or `{}` for a run that has none."""
+        path = self.path / ENVIRONMENT
+        return read_json(path, "the run environment") if path.is_file() else {}
+
+    @cached_property
+    def diagnosis(self) -> dict[str, Any]:
+        return read_json(self.path / DIAGNOSIS_JSON, "the diagnosis")
+
+    def probe(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """`probe_json` of one file: (object, None) or (None, `summary.json truncated`); never raises."""
+        return probe_json(self.path / name)
+
+    def state(self) -> tuple[str, str | None]:
+        """`run_state` of this run, from its status.json."""
+        return run_state(self.path, self.status)
+
+    def require_finished(self, doing: str) -> str:
+        """`require_finished` of this run: its state once training has ended, else RunDirError."""
+        return require_finished(self.path, self.status, doing)

@@ -36,8 +36,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from regcli import rundir
-from regcli.compare import flatten  # the same dotted keys `regcli compare` shows
+from regcli.dotted import flatten  # the same dotted keys `regcli compare` shows
 from regcli.errors import BadInputError
+from regcli.values import is_finite
 
 INSTALL_HINT = "pip install 'regcli[mlflow]'"
 TENSORBOARD_DIR = "tensorboard"
@@ -225,7 +226,7 @@ def _summary_numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     return {
         f"summary.{key}": float(value)
         for key, value in flatten(summary).items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if is_finite(value)
     }
 
 

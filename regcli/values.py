@@ -15,6 +15,20 @@ def is_finite(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def finite_float(value: Any) -> float | None:
+    """A finite float (numbers and numeric strings), or None for a bool, a non-number, NaN or inf.
+
+    JSON has no NaN: regcli writes a non-finite value as null, and reads it back as None here.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if is_finite(value) else None
+
+
 def closest(word: str, choices: Iterable[Any]) -> str | None:
     """The choice `word` most likely meant: an exact case-insensitive match, else the nearest
     spelling (difflib, cutoff 0.6), else None."""

@@ -1,4 +1,5 @@
-"""`regcli test`, `compare` and `ls` as users run them: real tiny runs, real subprocesses.
+"""`regcli test` and `ls` as users run them, and what every read command shares: real tiny runs,
+real subprocesses (`regcli compare` on hand-written run directories: tests/test_compare.py).
 
 Two runs are trained once per module (breast_cancer, hidden [8], 2 epochs, no early
 stopping: these tests check wiring, not convergence) and copied into each test's tmp_path,
@@ -23,11 +24,11 @@ import pytest
 import yaml
 
 from regcli import rundir
-from regcli.evaluate import consultation_warning
-from regcli.ledger import LEDGER, default_ledger, read_ledger
-from regcli.listing import list_runs
+from regcli.commands.final_test import consultation_warning
+from regcli.commands.ledger import LEDGER, default_ledger, read_ledger
+from regcli.commands.listing import list_runs
+from regcli.experiment import run_experiment
 from regcli.modelfile import allowed_module
-from regcli.runner import run_experiment
 from regcli.spec import load_experiment_spec
 
 TINY = {
@@ -200,7 +201,7 @@ def test_test_of_a_missing_run_dir_exits_2(tmp_path):
 _APPEND = """
 import sys, time
 from pathlib import Path
-from regcli.ledger import append_entry
+from regcli.commands.ledger import append_entry
 while time.time() < float(sys.argv[2]):  # start together: the lock, not luck, must keep lines whole
     time.sleep(0.001)
 append_entry(Path(sys.argv[1]), {"test_fingerprint": "f" * 64, "run": sys.argv[3], "metrics": {"error": 0.1}})
@@ -223,40 +224,6 @@ def test_ledger_appends_from_8_processes_are_all_kept_whole_and_counted_in_order
     new = [json.loads(line) for line in lines[3:]]  # every appended line is whole, valid JSON
     assert sorted(e["run"] for e in new) == [f"run-{i}" for i in range(8)]
     assert [e["consulted_before"] for e in new] == list(range(1, 9))  # counted under the lock, in order
-
-
-# --- regcli compare --------------------------------------------------------------------
-
-
-def test_compare_shows_only_the_knobs_that_differ_and_writes_an_overlay_plot(trained, tmp_path):
-    proc = regcli("compare", trained.a, trained.b, "--out", tmp_path / "plots", "--json", cwd=tmp_path, importtime=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not {"tensorflow", "keras"} & imported(proc.stderr)
-    result = json.loads(proc.stdout)
-    assert result["knobs"] == {"model.l2": [0.0, 0.001]}
-    assert result["runs"] == [trained.a.name, trained.b.name]
-    a = summary_of(trained.a)
-    assert result["results"]["best_epoch"] == [2, 2] and result["results"]["epochs_run"] == [2, 2]
-    assert result["results"]["val_error"][0] == pytest.approx(a["metrics"]["val"]["error"])
-    assert result["results"]["gap"][0] == pytest.approx(a["metrics"]["val"]["error"] - a["metrics"]["train"]["error"])
-    verdict = json.loads((trained.b / rundir.DIAGNOSIS_JSON).read_text())["verdict"]
-    assert result["results"]["verdict"][1] == verdict
-    plot = Path(result["plot"])
-    assert plot.parent == tmp_path / "plots" and plot.name.startswith("compare-") and plot.suffix == ".png"
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
-
-    proc = regcli("compare", trained.a, trained.b, "--out", tmp_path / "plots", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "model.l2" in proc.stdout and "val error" in proc.stdout and "plot: " in proc.stdout
-    assert "model.hidden" not in proc.stdout and "data.source" not in proc.stdout
-
-
-def test_compare_needs_two_good_run_dirs(trained, tmp_path):
-    proc = regcli("compare", trained.a, cwd=tmp_path)
-    assert proc.returncode == 2 and "at least 2 run directories. Received: 1." in flat(proc.stderr)
-    proc = regcli("compare", trained.a, tmp_path / "absent", cwd=tmp_path)
-    assert proc.returncode == 2 and "is not a directory" in flat(proc.stderr)
-    assert "Traceback" not in proc.stderr
 
 
 # --- regcli ls -------------------------------------------------------------------------

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from regcli.data import Dataset, load_dataset, smoke_limit
-from regcli.errors import DataError
+from regcli.errors import DataError, SpecError
+from regcli.spec import SOURCE_PARAMS, validate_experiment
 
 HOUSING_CSV = Path(__file__).resolve().parents[1] / "configs" / "data" / "housing_small.csv"
+SPEC_BASE = {"model": {"hidden": [8]}}  # with a data block, a valid experiment spec
 
 
 def data_spec(**overrides):
@@ -103,25 +105,105 @@ def test_digits_records_image_shape_and_breast_cancer_class_names():
     assert load(source="iris").image_shape is None
 
 
-def test_generator_params_are_used_and_unknown_ones_are_rejected():
+def test_generator_params_are_used_and_what_only_scikit_learn_knows_is_rejected(tmp_path):
     ds = load(source="synthetic_classification", params={"n_samples": 50, "n_features": 5, "n_classes": 3})
     assert ds.x_train.shape == (30, 5) and ds.n_classes == 3 and ds.task == "multiclass"
     assert ds.info["params"]["n_informative"] == 5  # shrunk with n_features
-    with pytest.raises(DataError) as err:
-        load(source="moons", params={"n_sample": 10})
-    assert str(err.value) == (
-        "data.params.n_sample is not an argument of the 'moons' generator. Allowed: n_samples, noise. "
-        "Did you mean 'n_samples'?"
+    # Valid one by one, so the spec passes them; make_classification needs 3 * 100 <= 2**2 clusters.
+    params = {"n_classes": 3, "n_clusters_per_class": 100, "n_features": 3, "n_informative": 2}
+    spec = validate_experiment(
+        {**SPEC_BASE, "data": {"source": "synthetic_classification", "params": params}}, tmp_path
     )
-    with pytest.raises(DataError, match="random_state is the split seed: set data.split_seed"):
-        load(source="moons", params={"random_state": 3})
-    with pytest.raises(DataError, match=r"data.params for the 'moons' generator were rejected"):
-        load(source="moons", params={"noise": "loud"})
+    with pytest.raises(DataError) as err:
+        load_dataset(spec.data, seed=spec.seed)
+    assert str(err.value).startswith(
+        "data.params for the 'synthetic_classification' generator were rejected by scikit-learn's "
+        "make_classification: n_classes(3) * n_clusters_per_class(100) must be smaller or equal 2**n_informative(2)"
+    )
 
 
-def test_unknown_source_suggests_the_closest():
-    with pytest.raises(DataError, match="Received: 'breast-cancer'. Did you mean 'breast_cancer'?"):
-        load(source="breast-cancer")
+# One valid value of every generator parameter the spec allows.
+PARAM_VALUES = {
+    "n_samples": 60,
+    "n_features": 6,
+    "n_informative": 3,
+    "n_redundant": 1,
+    "n_classes": 3,
+    "n_clusters_per_class": 1,
+    "class_sep": 2.0,
+    "flip_y": 0.0,
+    "noise": 0.1,
+    "bias": 1.5,
+}
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_PARAMS))
+def test_every_parameter_the_spec_allows_reaches_the_generator(source, tmp_path):
+    params = {key: PARAM_VALUES[key] for key in SOURCE_PARAMS[source]}
+    spec = validate_experiment({**SPEC_BASE, "data": {"source": source, "params": params}}, tmp_path)
+    ds = load_dataset(spec.data, seed=spec.seed)
+    assert {key: ds.info["params"][key] for key in params} == params
+    assert ds.info["n_rows"] == 60
+
+
+# --- what the spec checks before loading ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "data: needs data.source (a built-in data set) or data.path (a .csv, .parquet or .npz file)."),
+        (
+            {"source": "iris", "path": "t.csv"},
+            "data: It is invalid to specify both data.source AND data.path.",
+        ),
+        ({"source": "breast-cancer"}, "Received: 'breast-cancer'. Did you mean 'breast_cancer'?"),
+        (
+            {"source": "moons", "params": {"n_sample": 10}},
+            "Unknown key 'data.params.n_sample'. Did you mean 'data.params.n_samples'?",
+        ),
+        (
+            {"source": "moons", "params": {"random_state": 3}},
+            "Unknown key 'data.params.random_state'. Allowed keys here: n_samples, noise.",
+        ),
+        (
+            {"source": "moons", "params": {"noise": "loud"}},
+            "data.params.noise: must be a number >= 0. Received: 'loud'.",
+        ),
+        (
+            {"source": "synthetic_classification", "params": {"weights": [0.5, 0.5]}},
+            "Unknown key 'data.params.weights'.",
+        ),
+        (
+            {"source": "synthetic_regression", "params": {"effective_rank": 3}},
+            "Unknown key 'data.params.effective_rank'.",
+        ),
+        (
+            {"source": "synthetic_regression", "params": {"tail_strength": 0.5}},
+            "Unknown key 'data.params.tail_strength'.",
+        ),
+        (
+            {"source": "iris", "params": {"n_samples": 100}},
+            "data.params: is only for the generated data sets",
+        ),
+        ({"source": "iris", "target": "x"}, "data.target: applies only to .csv and .parquet files"),
+        (
+            {"path": "ids.npz", "target": "y"},
+            "data.target: applies only to .csv and .parquet files; .npz files",
+        ),
+        ({"path": "t.csv"}, "data.target: is required for a .csv file: name its label column."),
+        ({"path": "x.xlsx", "target": "t"}, "data.path: must be a .csv, .parquet or .npz file."),
+        ({"path": "absent.csv", "target": "t"}, "data.path: file not found:"),
+        ({"source": "iris", "split_seed": 2**32}, "data.split_seed: must be an integer in [0, 4294967295]."),
+    ],
+)
+def test_the_spec_rejects_what_load_dataset_trusts(tmp_path, data, message):
+    """load_dataset re-checks none of these: each stops at the spec, with the message users see."""
+    id_npz(tmp_path)
+    pd.DataFrame({"a": [1.0, 2.0], "t": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(SpecError) as err:
+        validate_experiment({**SPEC_BASE, "data": data}, tmp_path)
+    assert message in str(err.value)
 
 
 # --- splits ------------------------------------------------------------------------------
@@ -438,9 +520,6 @@ def test_unreadable_and_misnamed_files(tmp_path):
     bad_npz.write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"could not be read as an .npz archive"):
         load(path=str(bad_npz))
+    # The spec saw the file; it was removed before loading (or is no regular file: a FIFO would hang).
     with pytest.raises(DataError, match=r"does not exist or is not a file"):
         load(path=str(tmp_path / "absent.csv"), target="t")
-    with pytest.raises(DataError, match=r"must be a .csv, .parquet, .npz file. Received a '.xlsx' suffix"):
-        load(path=str(tmp_path / "x.xlsx"), target="t")
-    with pytest.raises(DataError, match="exactly one of data.source"):
-        load()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from regcli.runner import run_experiment
+from regcli.experiment import run_experiment
 from regcli.spec import load_experiment_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

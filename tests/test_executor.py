@@ -11,7 +11,7 @@ import yaml
 
 from regcli.sweep import store
 from regcli.sweep.executors import LocalExecutor, common_backend
-from regcli.sweep.run import _tasks
+from regcli.sweep.run import trial_tasks
 from regcli.sweep.spec import load_sweep
 
 BASE = {
@@ -28,7 +28,7 @@ def sweep_tasks(tmp_path, params):
     path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "ex", "params": params, "seeds": [0]}))
     sweep = load_sweep(path)
     (tmp_path / store.TRIALS).mkdir()
-    return _tasks(tmp_path, sweep, sweep.trials, packing=False, workers=1)
+    return trial_tasks(tmp_path, sweep, sweep.trials, packing=False, workers=1)
 
 
 class Timeline:
@@ -66,9 +66,9 @@ def test_common_backend_is_shared_by_every_trial_or_none():
 
 def test_a_preloaded_worker_has_keras_on_its_backend_before_any_task():
     code = (
-        "import sys; from regcli import backend; backend.OWN_PROCESS = True; "
+        "import sys; from regcli.training import backend; backend.OWN_PROCESS = True; "
         "from regcli.sweep.worker import preload; preload('tensorflow', 'cpu'); import keras; "
-        "print(keras.backend.backend(), 'regcli.runner' in sys.modules, 'matplotlib.pyplot' in sys.modules, "
+        "print(keras.backend.backend(), 'regcli.experiment' in sys.modules, 'matplotlib.pyplot' in sys.modules, "
         "'jax' in sys.modules and sys.modules['jax'] is None)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -79,7 +79,7 @@ def test_a_preloaded_worker_has_keras_on_its_backend_before_any_task():
 def test_jax_is_kept_out_only_of_regclis_own_processes():
     import keras  # noqa: F401 - this test process trains with TensorFlow in other tests
 
-    from regcli import backend
+    from regcli.training import backend
 
     assert backend.OWN_PROCESS is False  # pytest is a library caller: nothing is kept out of it
     assert "jax" not in sys.modules or sys.modules["jax"] is not None
@@ -124,7 +124,7 @@ def test_a_worker_trains_several_packs_and_reuses_the_traced_model(tmp_path):
                                     "seeds": [0, 1]}))
     sweep = load_sweep(path)
     (tmp_path / store.TRIALS).mkdir()
-    tasks = _tasks(tmp_path, sweep, sweep.trials, packing=True, workers=1)
+    tasks = trial_tasks(tmp_path, sweep, sweep.trials, packing=True, workers=1)
     assert [len(t["pack"]) for t in tasks] == [4, 4]  # one pack per seed
     budget = 2 * PACK_RECYCLE_COST
     timeline = Timeline(LocalExecutor(jobs=1, threads=1, trials_per_worker=budget)).run(tasks)

@@ -18,6 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from regcli.cli import app
+from regcli.commands.init import EXPERIMENT_SCHEMA_FILE, SWEEP_SCHEMA_FILE, Template, render_template
 from regcli.spec import (
     SpecLoader,
     is_sweep_spec,
@@ -26,7 +27,6 @@ from regcli.spec import (
     set_dotted,
     validate_experiment,
 )
-from regcli.starters import EXPERIMENT_SCHEMA_FILE, SWEEP_SCHEMA_FILE, Template, render_template
 from regcli.sweep import load_sweep
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from regcli import rundir
-from regcli.packed import pack_key
+from regcli.experiment import run_experiment, run_packed
 from regcli.replay import replay_early_stopping
-from regcli.runner import run_experiment, run_packed
 from regcli.spec import load_experiment_spec, spec_to_dict
+from regcli.training.packs import pack_key
 
 BASE = {
     "seed": 0,
@@ -83,36 +83,6 @@ def test_incompatible_specs_are_not_packed(tmp_path):
     assert json.loads(pack_key(spec_to_dict(a)))["training"].get("early_stopping") is None
 
 
-def test_a_stack_computes_each_towers_model_exactly(tmp_path):
-    """A TowerStack holding K towers' weights gives each tower's own outputs and penalty (inference mode)."""
-    import keras
-
-    from regcli.model import build_model
-    from regcli.packed import _load_into_stack, _Tower
-    from regcli.vstack import TowerStack
-
-    configs = specs(tmp_path, {"enabled": False})[2:4]  # two BatchNorm towers of one shape
-    towers = []
-    for k, spec in enumerate(configs):
-        keras.utils.set_random_seed(k)
-        model = build_model(spec.model, n_features=5, task="binary", n_classes=2, name=f"t{k}")
-        for var in model.weights:  # non-trivial BN statistics and biases too
-            var.assign(np.random.default_rng(k).normal(size=var.shape).astype("float32") ** 2 + 0.1)
-        towers.append(_Tower(k, spec, model, None))
-    stack = TowerStack([s.model for s in configs], 1, "sigmoid", name="s0")
-    stack(keras.Input((5,)))
-    _load_into_stack(stack, towers)
-    x = np.random.default_rng(9).normal(size=(7, 5)).astype("float32")
-    out = keras.ops.convert_to_numpy(stack(x, training=False))
-    assert out.shape == (7, 2, 1)
-    penalties = keras.ops.convert_to_numpy(stack.penalties())
-    for k, tower in enumerate(towers):
-        np.testing.assert_allclose(out[:, k], keras.ops.convert_to_numpy(tower.model(x, training=False)), rtol=1e-5)
-        np.testing.assert_allclose(penalties[k], sum(float(keras.ops.convert_to_numpy(loss)) for loss in tower.model.losses), rtol=1e-5)
-        np.testing.assert_array_equal(np.concatenate([w.ravel() for w in tower.view.get_weights()]),
-                                      np.concatenate([w.ravel() for w in tower.model.get_weights()]))
-
-
 def test_dropout_rates_are_per_tower(tmp_path):
     """A dropout-free tower sharing a stack with a dropout tower trains exactly as it would alone."""
     raw = {**BASE, "training": {**BASE["training"], "epochs": 3}}
@@ -133,7 +103,7 @@ def test_dropout_rates_are_per_tower(tmp_path):
     # A tower's model.keras loads like an unpacked run's (`regcli test` does this), without warnings.
     import warnings
 
-    from regcli.train import load_shipped_model
+    from regcli.training.fit import load_shipped_model
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -142,10 +112,10 @@ def test_dropout_rates_are_per_tower(tmp_path):
     assert len(model.optimizer.variables) > 2
     # SPEC §5.2: every reported evaluation runs in inference mode. The dropout tower's shipped model,
     # evaluated alone by Keras (dropout off), gives the validation numbers its summary reports.
-    from regcli.runner import _prepare
-    from regcli.train import evaluate_split
+    from regcli.data import load_dataset
+    from regcli.training.fit import evaluate_split
 
-    ds, _ = _prepare(configs[1], False)
+    ds = load_dataset(configs[1].data, seed=configs[1].seed, task=configs[1].model.task)
     shipped = load_shipped_model(packed[1].run_dir / rundir.MODEL)
     alone_val = evaluate_split(shipped, ds.x_val, ds.y_val, ds.task)
     for key in ("data_loss", "accuracy", "loss"):
@@ -157,18 +127,18 @@ import json, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from regcli.spec import load_experiment_spec
-from regcli.runner import run_packed, run_experiment
+from regcli.experiment import run_packed, run_experiment
 tmp = Path(sys.argv[1])
 specs = [load_experiment_spec(p) for p in sorted(tmp.glob("s*.yaml"))]
 packed = run_packed(specs, [tmp / "packed" / f"t{i}" for i in range(len(specs))])
 alone = run_experiment(specs[1], out=tmp / "alone")
 hp, ha = (pd.read_csv(o.run_dir / "history.csv") for o in (packed[1], alone))
-from regcli import packed as packing
-kept = packing._REUSABLE["fused"]
+from regcli.training.packed import kept_model
+kept = kept_model()
 again = run_packed(specs, [tmp / "again" / f"t{i}" for i in range(len(specs))])  # reuses the traced model
 hr = pd.read_csv(again[1].run_dir / "history.csv")
 print(json.dumps({"stacked": [o.summary["packed"]["stacked"] for o in packed],
-                  "reused": packing._REUSABLE["fused"] is kept,
+                  "reused": kept_model() is kept,
                   "reuse_diff": float(np.abs(hr["val_data_loss"] - hp["val_data_loss"]).max()),
                   "diff": float(np.abs(hp["val_data_loss"] - ha["val_data_loss"]).max()),
                   "best": [packed[1].summary["best_epoch"], alone.summary["best_epoch"]]}))
@@ -199,7 +169,7 @@ def test_stacks_train_on_the_jax_backend_too(tmp_path):
 
 def test_a_pack_is_reproducible(tmp_path):
     """SPEC §5.6 for packed trials: the same specs and seed give the same histories and shipped weights."""
-    from regcli.train import load_shipped_model
+    from regcli.training.fit import load_shipped_model
 
     raw = {**BASE, "training": {**BASE["training"], "epochs": 3}}
     configs = []
@@ -220,8 +190,8 @@ def test_the_next_pack_of_the_same_shape_reuses_the_traced_model_exactly(tmp_pat
     """A worker's next pack of the same shape (another seed, other L2/dropout values) trains in the
     fused model kept from the last pack, without tracing again, and gets exactly what a new fused
     model gives it: weights, optimizer state, per-tower knobs and dropout stream are all reset."""
-    from regcli import packed
-    from regcli.train import load_shipped_model
+    from regcli.training import packed
+    from regcli.training.fit import load_shipped_model
 
     def pack(name, seed, towers):
         configs = []
@@ -238,13 +208,13 @@ def test_the_next_pack_of_the_same_shape_reuses_the_traced_model_exactly(tmp_pat
     def run(configs, where):
         return run_packed(configs, [tmp_path / where / f"t{i}" for i in range(len(configs))])
 
-    packed._REUSABLE.clear()
+    packed.forget_kept_model()
     fresh = run(second, "fresh")
     run(first, "first")
-    kept = packed._REUSABLE["fused"]
+    kept = packed.kept_model()
     traced = kept.train_function
     reused = run(second, "reused")
-    assert packed._REUSABLE["fused"] is kept and kept.train_function is traced  # nothing rebuilt or traced
+    assert packed.kept_model() is kept and kept.train_function is traced  # nothing rebuilt or traced
     for a, b in zip(fresh, reused, strict=True):
         ha, hb = (pd.read_csv(o.run_dir / rundir.HISTORY).drop(columns=["seconds"]) for o in (a, b))
         pd.testing.assert_frame_equal(ha, hb, check_exact=True)
@@ -255,4 +225,4 @@ def test_the_next_pack_of_the_same_shape_reuses_the_traced_model_exactly(tmp_pat
             np.testing.assert_array_equal(x, y)
     # Another shape (or structure: no tower with dropout) builds a new fused model.
     run(pack("c", 3, [{"l2": 1e-2, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.0}]), "other")
-    assert packed._REUSABLE["fused"] is not kept
+    assert packed.kept_model() is not kept

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from regcli import rundir
 from regcli.cli import app
-from regcli.htmlreport import REPORT, write_report
+from regcli.commands.report import REPORT, write_report
 
 pytestmark = pytest.mark.slow
 

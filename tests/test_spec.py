@@ -1,4 +1,4 @@
-"""Tests of regcli/spec.py: safe YAML, validation messages, overrides and round-trips."""
+"""Tests of regcli/spec/: safe YAML, validation messages, overrides and round-trips."""
 
 from __future__ import annotations
 
@@ -295,7 +295,7 @@ def test_an_int_is_accepted_where_a_float_is_expected():
         (
             "model.bias_l2=1e9",
             "model.bias_l2: must be at most 1000. Received: 1000000000.0. "
-            "Larger values are no real experiment (a sanity bound in regcli/spec.py).",
+            "Larger values are no real experiment (a sanity bound in regcli/spec/fields.py).",
         ),
         (
             "training.early_stopping.patience=-3",

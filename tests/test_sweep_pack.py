@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from regcli import rundir
-from regcli.packing import group_packs
 from regcli.sweep import store
+from regcli.sweep.console import TrialProgress
 from regcli.sweep.executors import died
-from regcli.sweep.report import TrialProgress
-from regcli.sweep.run import _run_trials, _tasks, pack_label, prepare_sweep, run_sweep
+from regcli.sweep.run import pack_label, prepare_sweep, run_sweep, run_trials, trial_tasks
 from regcli.sweep.spec import load_sweep
+from regcli.training.packs import group_packs
 
 BASE = {
     "seed": 0,
@@ -67,10 +67,10 @@ class PackDies:
 def test_a_pack_that_fails_as_a_whole_is_retried_unpacked_once(tmp_path):
     sweep = load_sweep(write(tmp_path, "retry"))
     ids = [t.id for t in sweep.trials]
-    tasks = _tasks(tmp_path, sweep, sweep.trials, packing=True, workers=1)
+    tasks = trial_tasks(tmp_path, sweep, sweep.trials, packing=True, workers=1)
     assert [t.get("pack") for t in tasks] == [ids] and tasks[0]["trial"] == "pack of 4: t000..t003"
     executor = PackDies()
-    _run_trials(tmp_path, sweep, sweep.trials, tasks, executor, TrialProgress())
+    run_trials(tmp_path, sweep, sweep.trials, tasks, executor, TrialProgress())
     assert executor.calls == [["pack of 4: t000..t003"], ids]
     assert [store.trial_state(tmp_path, t) for t in ids] == ["completed"] * 4
 

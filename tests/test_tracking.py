@@ -196,7 +196,7 @@ def test_a_sweep_with_an_unusable_mlflow_store_stops_before_any_trial(tmp_path):
 # ======================================================================================
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory):
-    from regcli.runner import run_experiment
+    from regcli.experiment import run_experiment
 
     pytest.importorskip("mlflow")
     tmp = tmp_path_factory.mktemp("tracked")
@@ -275,10 +275,11 @@ def test_mlflow_failure_after_training_is_a_warning_recorded_in_tracking_json(tr
 # Resume and packed training
 # ======================================================================================
 def test_resumed_run_has_each_epoch_once_in_tensorboard(tmp_path, monkeypatch):
-    from regcli import train
-    from regcli.runner import Interrupted, resume_run, run_experiment
+    from regcli.errors import Interrupted
+    from regcli.experiment import resume_run, run_experiment
+    from regcli.training import callbacks
 
-    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint every epoch
+    monkeypatch.setattr(callbacks, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint every epoch
     spec = load_experiment_spec(write_spec(tmp_path, {"tensorboard": True}, training={**BASE["training"], "epochs": 4}))
 
     def stop_at_epoch_3(row):
@@ -298,7 +299,7 @@ def test_resumed_run_has_each_epoch_once_in_tensorboard(tmp_path, monkeypatch):
 
 
 def test_packed_towers_each_get_their_own_tensorboard_and_mlflow_run(tmp_path):
-    from regcli.runner import run_packed
+    from regcli.experiment import run_packed
 
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from regcli import rundir
+from regcli.experiment import run_experiment
 from regcli.replay import replay_early_stopping
-from regcli.runner import run_experiment
 from regcli.spec import load_experiment_spec
 
 SUMMARY_KEYS = {

@@ -9,7 +9,7 @@ The data flow, one module each:
 - `executors`: local spawned workers (`--jobs N`) or Ray tasks (`--executor ray`);
 - `aggregate` and `plots`: trials' files -> results.csv, leaderboard.csv, best.json, figures;
 - `datacurve`: a `data.train_fraction` sweep -> the data-size learning curve and its reading (pure);
-- `run`: all of it end to end, with resume and Ctrl-C handling; `report`: progress and the table.
+- `run`: all of it end to end, with resume and Ctrl-C handling; `console`: progress and the table.
 
 Importing this package imports neither TensorFlow nor pandas: `regcli validate` stays instant.
 """

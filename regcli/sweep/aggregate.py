@@ -24,6 +24,7 @@ from regcli import rundir
 from regcli.sweep import store
 from regcli.sweep.expand import FRACTION_KNOB, format_value, parse_cell, same_value
 from regcli.sweep.spec import Sweep, penalty_knobs_varied
+from regcli.values import is_finite
 
 # The per-trial numbers that results.csv carries and the leaderboard averages.
 BOARD_METRICS = ("val_data_loss", "val_loss", "val_error", "val_accuracy", "val_mae", "train_error", "gap")
@@ -40,8 +41,9 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def cell(value: Any) -> Any:
-    """A knob value as a CSV cell: scalars as they are, lists and mappings as JSON."""
+def knob_csv_value(value: Any) -> Any:
+    """A knob value as results.csv holds it: scalars as they are, lists and mappings as JSON
+    (`expand.parse_cell` reads it back)."""
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
@@ -54,7 +56,7 @@ def trial_row(sweep_dir: Path, trial: Any) -> dict[str, Any]:
     metrics = summary.get("metrics") or {}
     train, val = metrics.get("train") or {}, metrics.get("val") or {}
     row: dict[str, Any] = {"trial": trial.id, "config": trial.config}
-    row.update({knob: cell(value) for knob, value in trial.params.items()})
+    row.update({knob: knob_csv_value(value) for knob, value in trial.params.items()})
     row.update({"seed": trial.seed, "status": state, "error": status.get("error") if state != "completed" else None})
     row.update(
         {
@@ -75,7 +77,7 @@ def trial_row(sweep_dir: Path, trial: Any) -> dict[str, Any]:
             row[f"val_{name}"] = val.get(name)
     row["val_error"] = val.get("error")
     gap = None
-    if _finite(val.get("error")) and _finite(train.get("error")):
+    if is_finite(val.get("error")) and is_finite(train.get("error")):
         gap = val["error"] - train["error"]
     row.update(
         {
@@ -88,10 +90,6 @@ def trial_row(sweep_dir: Path, trial: Any) -> dict[str, Any]:
         }
     )
     return row
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def results_frame(sweep_dir: Path, sweep: Sweep) -> pd.DataFrame:
@@ -165,9 +163,9 @@ def noise_check(
     sign = 1.0 if mode == "min" else -1.0
     m1, m2 = winner[f"{metric}_mean"], runner_up[f"{metric}_mean"]
     s1, s2 = winner.get(f"{metric}_std"), runner_up.get(f"{metric}_std")
-    margin = abs(m2 - m1) if _finite(m1) and _finite(m2) else None
+    margin = abs(m2 - m1) if is_finite(m1) and is_finite(m2) else None
     within = None
-    if margin is not None and _finite(s1) and _finite(s2):
+    if margin is not None and is_finite(s1) and is_finite(s2):
         within = bool(margin <= s1 + s2)
     done = results[results["status"] == "completed"]
     a = done[done["config"] == winner["config"]].set_index("seed")[metric]
@@ -363,10 +361,43 @@ def best_record(
     """best.json: the winning configuration, its runs, the margin and every warning."""
     metric, mode = sweep.metric, sweep.mode
     params = next(t.params for t in sweep.trials if t.config == winner["config"])
+    record = _winner_record(results, sweep, winner, params, notes)
+    if winner["n_completed"] < winner["n_seeds"]:
+        notes.append(
+            f"The winner {winner['config']} completed only {winner['n_completed']} of {winner['n_seeds']} seeds: "
+            f"no configuration completed every seed. Resume the sweep before trusting it."
+        )
+    if runner_up is not None:
+        check = noise_check(results, winner, runner_up, metric, mode)
+        record.update(check)
+        record["runner_up"] = {
+            "config": runner_up["config"],
+            "params": next(t.params for t in sweep.trials if t.config == runner_up["config"]),
+            "mean": runner_up[f"{metric}_mean"],
+            "std": runner_up.get(f"{metric}_std"),
+        }
+        notes.append(_margin_note(winner, runner_up, check, metric))
+    penalty_knobs = penalty_knobs_varied(sweep.resolved["params"])
+    if metric == "val_loss" and penalty_knobs:
+        notes.append(
+            f"Ranked on val_loss although the penalties differ ({', '.join(penalty_knobs)}): val_loss includes each "
+            f"trial's own penalty, which favours weak regularization. val_data_loss ranks them fairly."
+        )
+    notes.extend(edge_notes(sweep, _best_values(board, sweep, params)))
+    if sweep.smoke:
+        notes.append("--smoke: at most 2 trials of 2 epochs on 256 training rows; this checks the wiring, not the ranking.")
+    return record
+
+
+def _winner_record(
+    results: pd.DataFrame, sweep: Sweep, winner: Mapping[str, Any], params: dict[str, Any], notes: list[str]
+) -> dict[str, Any]:
+    """best.json before the runner-up is compared: the winner, its completed seeds and the run it ships."""
+    metric, mode = sweep.metric, sweep.mode
     done = results[(results["config"] == winner["config"]) & (results["status"] == "completed")]
     values = pd.to_numeric(done[metric], errors="coerce")
     shipped = done.loc[values.idxmin() if mode == "min" else values.idxmax()] if values.notna().any() else done.iloc[0]
-    record: dict[str, Any] = {
+    return {
         "metric": metric,
         "mode": mode,
         "config": winner["config"],
@@ -389,40 +420,21 @@ def best_record(
         "final_test": None,
         "smoke": sweep.smoke,
     }
-    if winner["n_completed"] < winner["n_seeds"]:
-        notes.append(
-            f"The winner {winner['config']} completed only {winner['n_completed']} of {winner['n_seeds']} seeds: "
-            f"no configuration completed every seed. Resume the sweep before trusting it."
-        )
-    if runner_up is not None:
-        check = noise_check(results, winner, runner_up, metric, mode)
-        record.update(check)
-        record["runner_up"] = {
-            "config": runner_up["config"],
-            "params": next(t.params for t in sweep.trials if t.config == runner_up["config"]),
-            "mean": runner_up[f"{metric}_mean"],
-            "std": runner_up.get(f"{metric}_std"),
-        }
-        notes.append(_margin_note(winner, runner_up, check, metric))
-    penalty_knobs = penalty_knobs_varied(sweep.resolved["params"])
-    if metric == "val_loss" and penalty_knobs:
-        notes.append(
-            f"Ranked on val_loss although the penalties differ ({', '.join(penalty_knobs)}): val_loss includes each "
-            f"trial's own penalty, which favours weak regularization. val_data_loss ranks them fairly."
-        )
+
+
+def _best_values(board: pd.DataFrame, sweep: Sweep, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The best value of each knob, for the edge-of-range notes: the winner's (grid, random), or for
+    one_at_a_time the best value of each knob moved alone. The data fraction is left out."""
     if sweep.resolved["strategy"] == "one_at_a_time":
         best_values = {}
         for knob in sweep.knobs:
             rows = isolation_best(board, sweep, knob)
             if len(rows):
-                best_values[knob] = parse_cell(_best_of(rows, metric, mode)[knob])
+                best_values[knob] = parse_cell(_best_of(rows, sweep.metric, sweep.mode)[knob])
     else:
         best_values = dict(params)
     best_values.pop(FRACTION_KNOB, None)  # 1.0 is the whole training split: there is nothing beyond it
-    notes.extend(edge_notes(sweep, best_values))
-    if sweep.smoke:
-        notes.append("--smoke: at most 2 trials of 2 epochs on 256 training rows; this checks the wiring, not the ranking.")
-    return record
+    return best_values
 
 
 def _best_of(rows: pd.DataFrame, metric: str, mode: str) -> pd.Series:
@@ -433,7 +445,7 @@ def _best_of(rows: pd.DataFrame, metric: str, mode: str) -> pd.Series:
 def _margin_note(winner: Mapping[str, Any], runner_up: Mapping[str, Any], check: Mapping[str, Any], metric: str) -> str:
     def show(row: Mapping[str, Any]) -> str:
         std = row.get(f"{metric}_std")
-        return f"{row[f'{metric}_mean']:.4g}" + (f" ± {std:.2g}" if _finite(std) else "")
+        return f"{row[f'{metric}_mean']:.4g}" + (f" ± {std:.2g}" if is_finite(std) else "")
 
     head = f"Winner {winner['config']} ({metric} {show(winner)}) vs runner-up {runner_up['config']} ({show(runner_up)})"
     paired = check.get("paired")

@@ -30,14 +30,15 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from regcli.diagnosis import DEFAULTS
 from regcli.sweep.expand import FRACTION_KNOB, format_value, parse_cell, same_value
+from regcli.values import is_finite
 
 VERDICTS = ("more_data_helps", "high_variance", "high_bias", "high_bias_and_variance", "converged", "too_few_sizes")
 CURVE_METRICS = ("train_error", "val_error", "gap", "train_data_loss", "val_data_loss")
@@ -83,7 +84,7 @@ def curve_line(
     """
     others = [k for k in knobs if k != FRACTION_KNOB]
     done = results[results["status"] == "completed"] if "status" in results else results
-    done = done[[_finite(v) for v in done["n_train"]]] if "n_train" in done else done.iloc[:0]
+    done = done[[is_finite(v) for v in done["n_train"]]] if "n_train" in done else done.iloc[:0]
 
     def matching(fixed: Mapping[str, Any]) -> pd.DataFrame:
         keep = [all(same_value(parse_cell(row[k]), fixed[k]) for k in others) for _, row in done.iterrows()]
@@ -168,101 +169,199 @@ def read_curve(
         `{"verdict", "sentence", "evidence"}`; `sentence` gives the numbers and what to do.
     """
     target = float(target_error or 0.0)
-    points = table.sort_values("n_train").reset_index(drop=True)
-    points = points[[_finite(t) and _finite(v) for t, v in zip(points["train_error_mean"], points["val_error_mean"], strict=True)]]
-    points = points.reset_index(drop=True)
+    points = _measured_points(table)
     sizes = [int(n) for n in points["n_train"]]
     if len(set(sizes)) < MIN_SIZES:
-        shown = f"n={sizes[0]}" if sizes else "none completed"
-        return {
-            "verdict": "too_few_sizes",
-            "sentence": (
-                f"the sweep trained at {len(set(sizes))} training-set size(s) ({shown}); a learning curve needs at least "
-                f"{MIN_SIZES}. Sweep data.train_fraction over several values, e.g. [0.1, 0.2, 0.4, 0.7, 1.0]."
-            ),
-            "evidence": {"sizes": sizes},
-        }
-    train = [float(v) for v in points["train_error_mean"]]
-    val = [float(v) for v in points["val_error_mean"]]
-    val_std = [float(v) if _finite(v) else 0.0 for v in points.get("val_error_std", [None] * len(points))]
-    gap = [v - t for t, v in zip(train, val, strict=True)]
-    last = len(points) - 1
-    # the earlier size closest to half the last, on a log scale: 0.4 for fractions 0.1 ... 0.7, 1.0
-    ref = min(range(last), key=lambda i: (abs(math.log2(2 * sizes[i] / sizes[last])), -i))
-    steps = math.log2(sizes[last] / sizes[ref])
-    doubling = DOUBLING[0] <= steps <= DOUBLING[1]
-    noise = (val_std[ref] + val_std[last]) / 2
-    needed = max(FALL_PER_DOUBLING * steps, noise)
-    fall = val[ref] - val[last]
-    falls = fall > needed + EPS
-    bias = train[last] - target
-    high_bias = bias > bias_tolerance + EPS
-    high_gap = gap[last] > gap_tolerance + EPS
-    n, n0 = sizes[last], sizes[0]
+        return _too_few_sizes(sizes)
+    end = _CurveEnd.read(points, sizes, _Thresholds(target, bias_tolerance, gap_tolerance))
+    verdict = end.verdict()
+    return {"verdict": verdict, "sentence": _SENTENCES[verdict](end), "evidence": end.evidence()}
 
-    where = f"over the last doubling, n={sizes[ref]} → {n}" if doubling else f"over the last step, n={sizes[ref]} → {n}"
-    val_move = f"{_f(val[ref])} → {_f(val[last])} {where}"
-    if gap[last] < gap[0] - GAP_MOVE - EPS:
-        gap_move = f"is closing ({_f(gap[0])} → {_f(gap[last])})"
-    elif gap[last] > gap[0] + GAP_MOVE + EPS:
-        gap_move = f"is widening ({_f(gap[0])} → {_f(gap[last])})"
-    else:
-        gap_move = f"holds at {_f(gap[last])} ({_f(gap[0])} at n={n0})"
 
-    if high_bias and high_gap:
-        verdict = "high_bias_and_variance"
-        sentence = (
-            f"training error is high (train {_f(train[last])}, val {_f(val[last])} at n={n}; avoidable bias "
-            f"{_f(bias)} > {_f(bias_tolerance)}) and so is the gap ({_f(gap[last])} > {_f(gap_tolerance)}): fix bias "
-            f"first — add capacity or reduce regularization; more data only narrows the gap."
-        )
-    elif high_bias:
-        verdict = "high_bias"
-        shape = "high and close together" if falls else "flat and high"
-        sentence = (
-            f"both curves are {shape} (train {_f(train[last])}, val {_f(val[last])} at n={n}; avoidable bias "
-            f"{_f(bias)} > {_f(bias_tolerance)}, gap {_f(gap[last])}): more data will not fix bias — add capacity "
-            f"or reduce regularization."
-        )
-    elif falls:
-        verdict = "more_data_helps"
-        gap_part = (
-            f"the gap between train and validation error {gap_move}"
-            if high_gap or gap_move.startswith("is closing")
-            else f"the gap is small ({_f(gap[last])})"
-        )
-        sentence = f"{gap_part} and validation error still falls ({val_move}): more data helps."
-    elif high_gap:
-        verdict = "high_variance"
-        sentence = (
-            f"a large gap persists between train and validation error ({_f(gap[0])} at n={n0} → {_f(gap[last])} at "
-            f"n={n}, above {_f(gap_tolerance)}) while validation error is flat ({val_move}): high variance — much "
-            f"more data, or more regularization."
-        )
-    else:
-        verdict = "converged"
-        sentence = (
-            f"validation error is flat ({val_move}), the gap is small ({_f(gap[last])}) and both are low (train "
-            f"{_f(train[last])}, val {_f(val[last])} at n={n}): the model has converged in data — more data gives little."
-        )
-    evidence = {
-        "sizes": sizes,
-        "n_last": n,
-        "train_error_last": train[last],
-        "val_error_last": val[last],
-        "gap_first": gap[0],
-        "gap_last": gap[last],
-        "avoidable_bias": bias,
-        "n_ref": sizes[ref],
-        "val_error_ref": val[ref],
-        "val_fall": fall,
-        "val_fall_needed": needed,
-        "val_seed_spread": noise,
-        "target_error": target,
-        "bias_tolerance": bias_tolerance,
-        "gap_tolerance": gap_tolerance,
+def _measured_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The sizes with both a finite train and a finite validation error, smallest first."""
+    points = table.sort_values("n_train").reset_index(drop=True)
+    measured = zip(points["train_error_mean"], points["val_error_mean"], strict=True)
+    points = points[[is_finite(t) and is_finite(v) for t, v in measured]]
+    return points.reset_index(drop=True)
+
+
+def _too_few_sizes(sizes: list[int]) -> dict[str, Any]:
+    shown = f"n={sizes[0]}" if sizes else "none completed"
+    return {
+        "verdict": "too_few_sizes",
+        "sentence": (
+            f"the sweep trained at {len(set(sizes))} training-set size(s) ({shown}); a learning curve needs at least "
+            f"{MIN_SIZES}. Sweep data.train_fraction over several values, e.g. [0.1, 0.2, 0.4, 0.7, 1.0]."
+        ),
+        "evidence": {"sizes": sizes},
     }
-    return {"verdict": verdict, "sentence": sentence, "evidence": evidence}
+
+
+@dataclass(frozen=True)
+class _Thresholds:
+    target: float  # target error (human-level / Bayes estimate)
+    bias_tolerance: float
+    gap_tolerance: float
+
+
+@dataclass(frozen=True)
+class _CurveEnd:
+    """The right end of a curve: the points, the reference size about half the last, and what they show."""
+
+    sizes: list[int]
+    train: list[float]
+    val: list[float]
+    gap: list[float]
+    ref: int  # index of the earlier size closest to half the last, on a log scale
+    steps: float  # doublings from the reference size to the last
+    noise: float  # mean seed spread of validation error at the two sizes
+    needed: float  # how far validation must fall over those steps to "still fall"
+    th: _Thresholds
+
+    @classmethod
+    def read(cls, points: pd.DataFrame, sizes: list[int], th: _Thresholds) -> _CurveEnd:
+        train = [float(v) for v in points["train_error_mean"]]
+        val = [float(v) for v in points["val_error_mean"]]
+        val_std = [float(v) if is_finite(v) else 0.0 for v in points.get("val_error_std", [None] * len(points))]
+        gap = [v - t for t, v in zip(train, val, strict=True)]
+        last = len(points) - 1
+        # the earlier size closest to half the last, on a log scale: 0.4 for fractions 0.1 ... 0.7, 1.0
+        ref = min(range(last), key=lambda i: (abs(math.log2(2 * sizes[i] / sizes[last])), -i))
+        steps = math.log2(sizes[last] / sizes[ref])
+        noise = (val_std[ref] + val_std[last]) / 2
+        return cls(sizes, train, val, gap, ref, steps, noise, max(FALL_PER_DOUBLING * steps, noise), th)
+
+    @property
+    def last(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n(self) -> int:
+        return self.sizes[self.last]
+
+    @property
+    def fall(self) -> float:
+        return self.val[self.ref] - self.val[self.last]
+
+    @property
+    def falls(self) -> bool:
+        """Validation error still falls: by more than the steps call for and more than its seed spread."""
+        return self.fall > self.needed + EPS
+
+    @property
+    def bias(self) -> float:
+        return self.train[self.last] - self.th.target
+
+    @property
+    def high_bias(self) -> bool:
+        return self.bias > self.th.bias_tolerance + EPS
+
+    @property
+    def high_gap(self) -> bool:
+        return self.gap[self.last] > self.th.gap_tolerance + EPS
+
+    def verdict(self) -> str:
+        if self.high_bias and self.high_gap:
+            return "high_bias_and_variance"
+        if self.high_bias:
+            return "high_bias"
+        if self.falls:
+            return "more_data_helps"
+        if self.high_gap:
+            return "high_variance"
+        return "converged"
+
+    def val_move(self) -> str:
+        """`0.12 → 0.07 over the last doubling, n=136 → 341`."""
+        doubling = DOUBLING[0] <= self.steps <= DOUBLING[1]
+        span = f"n={self.sizes[self.ref]} → {self.n}"
+        where = f"over the last doubling, {span}" if doubling else f"over the last step, {span}"
+        return f"{_f(self.val[self.ref])} → {_f(self.val[self.last])} {where}"
+
+    def gap_move(self) -> str:
+        """`is closing (0.12 → 0.01)`, `is widening (...)` or `holds at 0.03 (0.02 at n=34)`."""
+        first, last = self.gap[0], self.gap[self.last]
+        if last < first - GAP_MOVE - EPS:
+            return f"is closing ({_f(first)} → {_f(last)})"
+        if last > first + GAP_MOVE + EPS:
+            return f"is widening ({_f(first)} → {_f(last)})"
+        return f"holds at {_f(last)} ({_f(first)} at n={self.sizes[0]})"
+
+    def evidence(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "sizes": self.sizes,
+            "n_last": self.n,
+            "train_error_last": self.train[last],
+            "val_error_last": self.val[last],
+            "gap_first": self.gap[0],
+            "gap_last": self.gap[last],
+            "avoidable_bias": self.bias,
+            "n_ref": self.sizes[self.ref],
+            "val_error_ref": self.val[self.ref],
+            "val_fall": self.fall,
+            "val_fall_needed": self.needed,
+            "val_seed_spread": self.noise,
+            "target_error": self.th.target,
+            "bias_tolerance": self.th.bias_tolerance,
+            "gap_tolerance": self.th.gap_tolerance,
+        }
+
+
+def _high_bias_and_variance(c: _CurveEnd) -> str:
+    last = c.last
+    return (
+        f"training error is high (train {_f(c.train[last])}, val {_f(c.val[last])} at n={c.n}; avoidable bias "
+        f"{_f(c.bias)} > {_f(c.th.bias_tolerance)}) and so is the gap ({_f(c.gap[last])} > {_f(c.th.gap_tolerance)}): "
+        f"fix bias first — add capacity or reduce regularization; more data only narrows the gap."
+    )
+
+
+def _high_bias(c: _CurveEnd) -> str:
+    last = c.last
+    shape = "high and close together" if c.falls else "flat and high"
+    return (
+        f"both curves are {shape} (train {_f(c.train[last])}, val {_f(c.val[last])} at n={c.n}; avoidable bias "
+        f"{_f(c.bias)} > {_f(c.th.bias_tolerance)}, gap {_f(c.gap[last])}): more data will not fix bias — add "
+        f"capacity or reduce regularization."
+    )
+
+
+def _more_data_helps(c: _CurveEnd) -> str:
+    gap_move = c.gap_move()
+    gap_part = (
+        f"the gap between train and validation error {gap_move}"
+        if c.high_gap or gap_move.startswith("is closing")
+        else f"the gap is small ({_f(c.gap[c.last])})"
+    )
+    return f"{gap_part} and validation error still falls ({c.val_move()}): more data helps."
+
+
+def _high_variance(c: _CurveEnd) -> str:
+    return (
+        f"a large gap persists between train and validation error ({_f(c.gap[0])} at n={c.sizes[0]} → "
+        f"{_f(c.gap[c.last])} at n={c.n}, above {_f(c.th.gap_tolerance)}) while validation error is flat "
+        f"({c.val_move()}): high variance — much more data, or more regularization."
+    )
+
+
+def _converged(c: _CurveEnd) -> str:
+    last = c.last
+    return (
+        f"validation error is flat ({c.val_move()}), the gap is small ({_f(c.gap[last])}) and both are low (train "
+        f"{_f(c.train[last])}, val {_f(c.val[last])} at n={c.n}): the model has converged in data — more data "
+        f"gives little."
+    )
+
+
+_SENTENCES: dict[str, Callable[[_CurveEnd], str]] = {
+    "high_bias_and_variance": _high_bias_and_variance,
+    "high_bias": _high_bias,
+    "more_data_helps": _more_data_helps,
+    "high_variance": _high_variance,
+    "converged": _converged,
+}
 
 
 def error_label(classification: bool) -> str:
@@ -274,8 +373,3 @@ def _f(value: float) -> str:
     """Errors as the notes show them: 2 decimals, 3 below 0.1 (a gap of 0.004 is not 0.00)."""
     value = 0.0 if abs(value) < 5e-4 else value
     return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3f}"
-
-
-def _finite(value: Any) -> bool:
-    """A finite number (numpy scalars from a DataFrame included), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

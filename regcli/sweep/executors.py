@@ -109,7 +109,7 @@ def _worker_main(
 
     With `backend` (`(backend, device)` of every task), it imports Keras first, before any task arrives.
     """
-    from regcli import backend as backends
+    from regcli.training import backend as backends
 
     backends.OWN_PROCESS = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; trials handle it

@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from regcli import rundir
-from regcli.errors import BadInputError, DataError, RunDirError
-from regcli.packing import group_packs, pack_key
-from regcli.runner import Interrupted
+from regcli.errors import BadInputError, DataError, Interrupted, RunDirError
 from regcli.spec import spec_to_dict
 from regcli.sweep import store
+from regcli.sweep.console import TrialProgress
 from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
 from regcli.sweep.expand import FRACTION_KNOB
-from regcli.sweep.report import TrialProgress
 from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
 from regcli.sweep.worker import threads_per_worker
+from regcli.training.packs import group_packs, pack_key
 
 
 @dataclass
@@ -203,9 +202,9 @@ def run_sweep(
     with store.sweep_lock(sweep_dir, on_note):
         todo = [t for t in sweep.trials if store.trial_state(sweep_dir, t.id) not in store.FINAL_STATES]
         executor = _executor(plan, len(todo))
-        tasks = _tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
+        tasks = trial_tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
         _record_execution(sweep_dir, plan, executor, todo, tasks)
-        _run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())
+        run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())
         from regcli.sweep.aggregate import aggregate  # pandas: imported once the workers are started
 
         report = aggregate(sweep_dir, sweep)
@@ -231,7 +230,7 @@ def pack_label(ids: list[str]) -> str:
     return f"pack of {len(ids)}: {ids[0].split('-')[0]}..{ids[-1].split('-')[0]}"
 
 
-def _tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, workers: int) -> list[dict[str, Any]]:
+def trial_tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, workers: int) -> list[dict[str, Any]]:
     """One task per trial, or with packing, one per pack of compatible trials (same `pack_key`, at most 8)."""
 
     def trial_task(trial_id: str) -> dict[str, Any]:
@@ -261,7 +260,7 @@ def _tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, workers:
     return tasks
 
 
-def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor: Any, progress: TrialProgress) -> None:
+def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor: Any, progress: TrialProgress) -> None:
     """Runs `tasks` (the trials `todo`) from cleared directories; a pack that failed as a whole is
     retried as single trials, once. On Ctrl-C leaves every status.json true, then raises Interrupted.
 
@@ -305,7 +304,7 @@ def _run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor
         if retry:
             for trial_id in retry:
                 store.clear_trial(sweep_dir, trial_id)
-            singles = _tasks(sweep_dir, sweep, [t for t in todo if t.id in retry], packing=False, workers=1)
+            singles = trial_tasks(sweep_dir, sweep, [t for t in todo if t.id in retry], packing=False, workers=1)
             retry.clear()
             executor.run(singles, on_start=started, on_done=done)
     except KeyboardInterrupt:
@@ -371,7 +370,7 @@ def _final_test(sweep_dir: Path, report: dict[str, Any]) -> None:
 
     A resumed sweep whose winner was already tested reuses that result instead of looking again.
     """
-    from regcli.evaluate import consultation_warning, final_test
+    from regcli.commands.final_test import consultation_warning, final_test
 
     best = report["best"]
     run = sweep_dir / best["shipped_run"]

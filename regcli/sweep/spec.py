@@ -20,7 +20,6 @@ len(sweep.trials), sweep.trials[0].id   # 24, 't000-l2_0-dropout_0-s0'
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from regcli import dotted
 from regcli.errors import SpecError
 from regcli.spec import (
     BUILTIN_TASKS,
@@ -46,6 +46,7 @@ from regcli.spec import (
     validate_experiment,
 )
 from regcli.sweep.expand import Trial, expand, grid_size, same_value, smoke_trials
+from regcli.values import closest, did_you_mean
 
 # A sweep of more trials than this is a typo (a grid of 10 knobs x 10 values is 10**10);
 # 10,000 tiny trials is already a long day on a cluster.
@@ -177,23 +178,9 @@ def load_sweep(path: str | Path, *, smoke: bool = False) -> Sweep:
         problems += _check_values(base, params)
     if problems:
         raise SpecError("\n".join([f"Invalid sweep spec {source}:", *(f"  {p}" for p in dict.fromkeys(problems))]))
-    mode = spec.select.mode
-    if mode == "auto":
-        mode = "max" if spec.select.metric == "val_accuracy" else "min"
     _check_metric(spec.select.metric, base_spec, source)
-    resolved = {
-        "name": spec.name or _default_name(path),
-        "base": base,
-        "strategy": spec.strategy,
-        "params": params,
-        "seeds": seeds,
-        "max_trials": spec.max_trials,
-        "sample_seed": spec.sample_seed,
-        "select": {"metric": spec.select.metric, "mode": mode},
-        "final_test": spec.final_test,
-        "packing": spec.packing,
-    }
-    base_values = {knob: get_dotted(base, knob) for knob in params}
+    resolved = _resolved(spec, path, base, params, seeds)
+    base_values = {knob: dotted.get(base, knob) for knob in params}
     trials = expand(
         spec.strategy,
         params,
@@ -208,6 +195,26 @@ def load_sweep(path: str | Path, *, smoke: bool = False) -> Sweep:
     return Sweep(path, resolved, trials, specs, smoke, _warnings(resolved, trials))
 
 
+def _resolved(spec: SweepSpec, path: Path, base: dict[str, Any], params: dict[str, list[Any]],
+              seeds: list[int]) -> dict[str, Any]:
+    """The resolved sweep.yaml: every default filled in (select.mode auto -> max for accuracy, else min)."""
+    mode = spec.select.mode
+    if mode == "auto":
+        mode = "max" if spec.select.metric == "val_accuracy" else "min"
+    return {
+        "name": spec.name or _default_name(path),
+        "base": base,
+        "strategy": spec.strategy,
+        "params": params,
+        "seeds": seeds,
+        "max_trials": spec.max_trials,
+        "sample_seed": spec.sample_seed,
+        "select": {"metric": spec.select.metric, "mode": mode},
+        "final_test": spec.final_test,
+        "packing": spec.packing,
+    }
+
+
 def trial_spec(base: Mapping[str, Any], trial: Trial, source: str = "<sweep>") -> ExperimentSpec:
     """The validated experiment spec of one trial: the base with its knob values and seed."""
     raw = dict(base)
@@ -220,19 +227,6 @@ def trial_spec(base: Mapping[str, Any], trial: Trial, source: str = "<sweep>") -
 def dump_sweep_yaml(sweep: Sweep) -> str:
     """The resolved sweep spec as YAML (`sweep.yaml`); `load_sweep` reads it back into an equal sweep."""
     return yaml.dump(sweep.resolved, Dumper=SpecDumper, sort_keys=False, default_flow_style=None, allow_unicode=True)
-
-
-def get_dotted(raw: Mapping[str, Any], key: str) -> Any:
-    """The value at a dotted path of a resolved spec (None where the path stops)."""
-    node: Any = raw
-    for part in key.split("."):
-        if isinstance(node, Mapping):
-            node = node.get(part)
-        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def spec_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -303,37 +297,10 @@ def _check_sweep(spec: SweepSpec, params: Mapping[str, list[Any]], seeds: list[i
     if not params:
         problems.append("params: must name at least one knob, e.g. params: {model.l2: [0.0, 1.0e-4]}.")
     for knob, values in params.items():
-        where = f"params.{knob}"
-        if not _KNOB_RE.fullmatch(knob):
-            problems.append(f"{where}: a knob is a dotted path such as model.l2. Received: {_show(knob)}.")
-        elif knob == "seed":
-            problems.append(f"{where}: seeds are swept with seeds: [0, 1, 2] (every configuration once per seed), not under params.")
-        elif other := next((k for k in params if k != knob and k.startswith(knob + ".")), None):
-            problems.append(f"{where}: overlaps params.{other}; sweep either the whole mapping or its keys.")
-        if not values:
-            problems.append(f"{where}: must list at least one value, e.g. [0.0, 1.0e-4].")
-        elif len(values) > MAX_VALUES:  # the per-value checks below are quadratic: not on 10,000 values
-            problems.append(f"{where}: has {len(values):,} values; at most {MAX_VALUES:,} are allowed.")
-            continue
-        for i, value in enumerate(values):
-            if any(same_value(value, earlier) for earlier in values[:i]):
-                problems.append(f"{where}: lists {_show(value)} twice; each value is one configuration.")
+        problems += _check_knob(knob, values, params)
     problems += _check_seeds(seeds)
     size = grid_size(params) if params else 0
-    if spec.strategy == "random":
-        if spec.max_trials is None:
-            problems.append(
-                f"max_trials: strategy random needs it: how many of the {size} configurations to draw, e.g. max_trials: {min(size, 10)}."
-            )
-        elif not 1 <= spec.max_trials <= size:
-            problems.append(
-                f"max_trials: must be an integer in [1, {size}] (the grid has {size} configurations). "
-                f"Received: {spec.max_trials}. Use strategy: grid to train all of them."
-            )
-    elif spec.max_trials is not None:
-        problems.append(
-            f"max_trials: applies only to strategy random. Received: {spec.max_trials} with strategy {spec.strategy}. Remove it."
-        )
+    problems += _check_max_trials(spec, size)
     configs = {
         "grid": size,
         "random": spec.max_trials or 0,
@@ -345,6 +312,43 @@ def _check_sweep(spec: SweepSpec, params: Mapping[str, list[Any]], seeds: list[i
             f"{MAX_TRIALS:,} trials. Use strategy: random with max_trials, or fewer values."
         )
     return problems
+
+
+def _check_knob(knob: str, values: list[Any], params: Mapping[str, list[Any]]) -> list[str]:
+    """One knob of params: a dotted path (not seed, not overlapping another), 1 to MAX_VALUES distinct values."""
+    problems = []
+    where = f"params.{knob}"
+    if not _KNOB_RE.fullmatch(knob):
+        problems.append(f"{where}: a knob is a dotted path such as model.l2. Received: {_show(knob)}.")
+    elif knob == "seed":
+        problems.append(f"{where}: seeds are swept with seeds: [0, 1, 2] (every configuration once per seed), not under params.")
+    elif other := next((k for k in params if k != knob and k.startswith(knob + ".")), None):
+        problems.append(f"{where}: overlaps params.{other}; sweep either the whole mapping or its keys.")
+    if not values:
+        problems.append(f"{where}: must list at least one value, e.g. [0.0, 1.0e-4].")
+    elif len(values) > MAX_VALUES:  # the per-value checks below are quadratic: not on 10,000 values
+        problems.append(f"{where}: has {len(values):,} values; at most {MAX_VALUES:,} are allowed.")
+        return problems
+    for i, value in enumerate(values):
+        if any(same_value(value, earlier) for earlier in values[:i]):
+            problems.append(f"{where}: lists {_show(value)} twice; each value is one configuration.")
+    return problems
+
+
+def _check_max_trials(spec: SweepSpec, size: int) -> list[str]:
+    """max_trials: required by strategy random, within the grid; refused by the others."""
+    if spec.strategy == "random":
+        if spec.max_trials is None:
+            return [f"max_trials: strategy random needs it: how many of the {size} configurations to draw, "
+                    f"e.g. max_trials: {min(size, 10)}."]
+        if not 1 <= spec.max_trials <= size:
+            return [f"max_trials: must be an integer in [1, {size}] (the grid has {size} configurations). "
+                    f"Received: {spec.max_trials}. Use strategy: grid to train all of them."]
+        return []
+    if spec.max_trials is not None:
+        return [f"max_trials: applies only to strategy random. Received: {spec.max_trials} with strategy "
+                f"{spec.strategy}. Remove it."]
+    return []
 
 
 def _check_seeds(seeds: list[int]) -> list[str]:
@@ -484,9 +488,9 @@ def _line(error: Mapping[str, Any]) -> str:
     kind, value = error["type"], error.get("input")
     if kind == "extra_forbidden":
         allowed = _allowed(parts[:-1])
-        close = difflib.get_close_matches(parts[-1], allowed, n=1, cutoff=0.6)
+        close = closest(parts[-1], allowed)
         if close:
-            fix = f"Did you mean '{'.'.join([*parts[:-1], close[0]])}'?"
+            fix = f"Did you mean '{'.'.join([*parts[:-1], close])}'?"
         elif parts[:-1] == [] and "." in parts[-1] or parts[-1] in ("model", "data", "training"):
             fix = f"Knobs to vary go under params:, e.g. params: {{{parts[-1]}: [...]}}; the base's settings go in base:."
         else:
@@ -497,8 +501,7 @@ def _line(error: Mapping[str, Any]) -> str:
         return f"{key}: is required." + (f" For example: {key}: {example}." if example else "")
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6) if isinstance(value, str) else []
-        fix = f" Did you mean '{close[0]}'?" if close else ""
+        fix = did_you_mean(value, choices) if isinstance(value, str) else ""
         return f"{key}: must be one of {', '.join(choices)}. Received: {_show(value)}.{fix}"
     if kind in _TYPES:
         where = key if not (parts[:1] == ["params"] and len(parts) >= 2) else f"params.{parts[1]}"

@@ -1,9 +1,9 @@
 """One trial in a worker process (local or Ray): threads, backend, train, report.
 
 `run_task(task)` is what every executor runs: `run_trial` trains one trial's spec into its
-fixed directory `trials/<id>/` with `regcli.runner.run_experiment` (the same code path as
+fixed directory `trials/<id>/` with `regcli.experiment.run_experiment` (the same code path as
 `regcli train`), `run_pack` trains a pack of compatible trials as one packed model with
-`regcli.runner.run_packed` into the same directories; both return small dicts and the
+`regcli.experiment.run_packed` into the same directories; both return small dicts and the
 results themselves are the files. Whatever
 happens, the trial's status.json ends up telling the truth: `completed`, `diverged`,
 `failed` (with the error) or `interrupted`.
@@ -79,7 +79,7 @@ def _apply_tensorflow_threads() -> None:
 
 
 def _select_backend(spec: Any) -> None:
-    from regcli import backend
+    from regcli.training import backend
 
     _before_backend_import(spec.backend)
     backend.select(spec.backend, spec.device)
@@ -94,7 +94,7 @@ def preload(backend_name: str, device: str) -> None:
     start, they overlap whatever the sweep does meanwhile (another worker's last trial).
     Never raises: a trial that cannot select its backend reports that itself.
     """
-    from regcli import backend
+    from regcli.training import backend
 
     try:
         _before_backend_import(backend_name)
@@ -102,8 +102,8 @@ def preload(backend_name: str, device: str) -> None:
         backend.import_keras_quietly()
         _apply_tensorflow_threads()
         import regcli.data  # noqa: F401
-        import regcli.packed  # noqa: F401 - the training path: regcli.train, model and vstack
-        import regcli.runner  # noqa: F401
+        import regcli.experiment  # noqa: F401
+        import regcli.training.packed  # noqa: F401 - the training path: fit, feed, callbacks, model, stack
         from regcli.plots import pyplot
 
         pyplot()  # matplotlib (Agg) for each trial's learning_curves.png
@@ -116,7 +116,7 @@ def preload(backend_name: str, device: str) -> None:
 # pack that reuses the last pack's traced model grows a worker's memory less than one separate
 # trial does (~9 vs ~12 MB), one that builds its fused model about as much as two (~20 MB). A
 # sweep's packs mostly share a shape (seeds x values), so a pack costs 1: a worker trains up to
-# 8 packs, and all but its first reuse the traced model (`regcli.packed`).
+# 8 packs, and all but its first reuse the traced model (`regcli.training.packed`).
 PACK_RECYCLE_COST = 1
 
 
@@ -140,7 +140,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     Returns:
         `{"trial", "state", "error", "seconds", "pid"}`; the run directory holds the rest.
     """
-    from regcli.runner import run_experiment
+    from regcli.experiment import run_experiment
     from regcli.spec import validate_experiment
 
     started = time.perf_counter()
@@ -197,7 +197,7 @@ def _record(run_dir: Path, task: dict[str, Any], state: str, error: str | None) 
 
 
 def run_pack(task: dict[str, Any]) -> dict[str, Any]:
-    """Trains a pack of compatible trials as one packed model (`regcli.runner.run_packed`); never raises.
+    """Trains a pack of compatible trials as one packed model (`regcli.experiment.run_packed`); never raises.
 
     Args:
         task: `{"trial": label, "pack": [ids], "specs": [dicts], "run_dirs": [paths], "smoke": bool}`.
@@ -208,7 +208,7 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
         the packed training failed as a whole (every trial `failed`): the sweep then retries
         those trials alone. A diverged tower is that trial's state only.
     """
-    from regcli.runner import run_packed
+    from regcli.experiment import run_packed
     from regcli.spec import validate_experiment
 
     started = time.perf_counter()

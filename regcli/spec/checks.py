@@ -1,0 +1,340 @@
+"""Cross-field checks of a spec: small named functions, each returning the problems it finds.
+
+A field validator sees one value; these see the whole mapping (data.source xor data.path,
+val + test < 1, monitor vs task, rows x features under 2 GiB). Each has a one-line
+docstring and a message that names the dotted key and the fix. `models` runs them: the
+data.params checks from `DataSpec`, `CROSS_CHECKS` once the whole `ExperimentSpec` is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import PydanticCustomError
+
+from regcli.spec.fields import (
+    BUILTIN_SOURCES,
+    BUILTIN_TASKS,
+    GENERATED_DEFAULT_SHAPE,
+    MAX_GENERATED_BYTES,
+    PARAM_RANGES,
+    SOURCE_PARAMS,
+    TABULAR_SUFFIXES,
+    Problem,
+    Verbatim,
+    fail,
+    num_text,
+    prefixed,
+)
+
+if TYPE_CHECKING:
+    from regcli.spec.models import DataSpec, ExperimentSpec
+
+# The MLP-shorthand knobs: they shape model.hidden blocks and have no effect on model.layers.
+SHORTHAND_KNOBS = ("activation", "batchnorm", "dropout", "l1", "l2", "bias_l2", "activity_l2", "bn_momentum")
+
+
+# ======================================================================================
+# data.params: the generator arguments of the chosen source
+# ======================================================================================
+def checked_params(source: str | None, value: Mapping[str, Any]) -> dict[str, Any]:
+    """data.params with integers kept and the rest as floats, once every check passes.
+
+    The checks run in order and the first that finds problems raises them: a key unknown to
+    the source is reported before a matrix that would be too large.
+    """
+    for check in (check_params_source, check_param_values):
+        if problems := check(source, value):
+            fail(*problems)
+    params = {key: (item if PARAM_RANGES[key].integer else float(item)) for key, item in value.items()}
+    for check in (check_generated_size, check_informative_features, check_redundant_features):
+        if problems := check(source, params):
+            fail(*problems)
+    return params
+
+
+def check_params_source(source: str | None, params: Mapping[str, Any]) -> list[Problem]:
+    """data.params is given only with a generated source (moons, synthetic_*)."""
+    if source in SOURCE_PARAMS:
+        return []
+    used = f"data.source {source}" if source else "a data file (data.path)"
+    return [
+        Problem(
+            "",
+            f"is only for the generated data sets {', '.join(SOURCE_PARAMS)}, not for {used}.",
+            params,
+            "Remove data.params.",
+        )
+    ]
+
+
+def check_param_values(source: str | None, params: Mapping[str, Any]) -> list[Problem]:
+    """Every key of data.params is an argument of the source's generator, inside its range."""
+    allowed = SOURCE_PARAMS[source or ""]  # check_params_source ran first: the source is a generated one
+    problems = []
+    for key, item in params.items():
+        if key not in allowed:
+            problems.append(Problem(str(key), "", unknown_among=allowed))
+            continue
+        try:
+            PARAM_RANGES[key](item)
+        except PydanticCustomError as exc:
+            problems.extend(prefixed(p, key) for p in exc.context["problems"])  # type: ignore[index]
+    return problems
+
+
+def check_generated_size(source: str | None, params: Mapping[str, Any]) -> list[Problem]:
+    """data.params: the generated float64 matrix (rows x features x 8 bytes) fits MAX_GENERATED_BYTES."""
+    rows = params.get("n_samples", GENERATED_DEFAULT_SHAPE["n_samples"])
+    features = 2 if source == "moons" else params.get("n_features", GENERATED_DEFAULT_SHAPE["n_features"])
+    need = rows * features * 8
+    if need <= MAX_GENERATED_BYTES:
+        return []
+    return [
+        Problem(
+            "",
+            f"n_samples x n_features = {rows:,} x {features:,} would generate a {_bytes_text(need)} feature matrix "
+            f"(rows x features x 8-byte floats, before splitting); regcli generates at most "
+            f"{_bytes_text(MAX_GENERATED_BYTES)}.",
+            dict(params),
+            f"Lower n_samples or n_features, e.g. n_features: {max(1, MAX_GENERATED_BYTES // (8 * rows)):,} "
+            f"with {rows:,} rows.",
+        )
+    ]
+
+
+def _bytes_text(n: int) -> str:
+    """1.5 GiB, 74.5 GiB, 512.0 MiB: sizes the way numpy's MemoryError reports them."""
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_informative_features(source: str | None, params: Mapping[str, Any]) -> list[Problem]:
+    """data.params.n_informative is at most n_features."""
+    n_features, n_informative = params.get("n_features"), params.get("n_informative")
+    if n_features is None or n_informative is None or n_informative <= n_features:
+        return []
+    return [Problem("n_informative", f"must be <= data.params.n_features ({n_features}).", n_informative)]
+
+
+def check_redundant_features(source: str | None, params: Mapping[str, Any]) -> list[Problem]:
+    """data.params.n_informative + n_redundant is at most n_features."""
+    n_features, n_informative, n_redundant = (params.get(k) for k in ("n_features", "n_informative", "n_redundant"))
+    if None in (n_features, n_informative, n_redundant) or n_informative + n_redundant <= n_features:
+        return []
+    return [
+        Problem(
+            "n_redundant",
+            f"data.params.n_informative + n_redundant must be <= n_features ({n_features}).",
+            n_redundant,
+        )
+    ]
+
+
+# ======================================================================================
+# The whole spec: run once every field is valid
+# ======================================================================================
+def check_source_xor_path(spec: ExperimentSpec) -> list[Problem]:
+    """Exactly one of data.source and data.path."""
+    data = spec.data
+    if data.source is not None and data.path is not None:
+        return [
+            Problem(
+                "data",
+                "It is invalid to specify both data.source AND data.path.",
+                fix="Keep data.source for a built-in data set or data.path for your own file.",
+            )
+        ]
+    if data.source is None and data.path is None:
+        return [
+            Problem(
+                "data",
+                "needs data.source (a built-in data set) or data.path (a .csv, .parquet or .npz file).",
+                fix=f"Built-in data sets: {', '.join(BUILTIN_SOURCES)}.",
+            )
+        ]
+    return []
+
+
+def check_target(spec: ExperimentSpec) -> list[Problem]:
+    """data.target is required for .csv/.parquet files and meaningless otherwise."""
+    data = spec.data
+    tabular = data.path is not None and Path(data.path).suffix.lower() in TABULAR_SUFFIXES
+    if tabular and data.target is None:
+        return [
+            Problem(
+                "data.target",
+                f"is required for a {Path(data.path).suffix} file: name its label column.",
+                fix="For example: target: label.",
+            )
+        ]
+    if not tabular and data.target is not None and (data.source or data.path):
+        what = (
+            f"data.source {data.source} brings its own labels"
+            if data.source
+            else ".npz files hold arrays X and y"
+        )
+        return [
+            Problem(
+                "data.target",
+                f"applies only to .csv and .parquet files; {what}.",
+                data.target,
+                "Remove data.target.",
+            )
+        ]
+    return []
+
+
+def check_fractions(spec: ExperimentSpec) -> list[Problem]:
+    """Validation and test splits leave rows for training."""
+    val, test = spec.data.val_fraction, spec.data.test_fraction
+    if val + test < 1:
+        return []
+    return [
+        Problem(
+            "data.val_fraction + data.test_fraction",
+            "must be < 1 so that rows remain for training.",
+            Verbatim(f"{num_text(val)} + {num_text(test)} = {num_text(round(val + test, 12))}"),
+            "Lower one of them; the defaults are 0.2 + 0.2.",
+        )
+    ]
+
+
+def check_hidden_xor_layers(spec: ExperimentSpec) -> list[Problem]:
+    """model.hidden and model.layers are mutually exclusive."""
+    if spec.model.hidden is not None and spec.model.layers is not None:
+        return [
+            Problem(
+                "model",
+                "It is invalid to specify both model.hidden AND model.layers.",
+                fix="Use model.hidden for the MLP shorthand or model.layers for full control, not both.",
+            )
+        ]
+    return []
+
+
+def check_shorthand_knobs(spec: ExperimentSpec) -> list[Problem]:
+    """Shorthand knobs changed from their defaults have no effect with model.layers."""
+    if spec.model.layers is None:
+        return []
+    fields = type(spec.model).model_fields  # ModelSpec's, without importing models (it imports us)
+    return [
+        Problem(
+            f"model.{knob}",
+            "applies only to the model.hidden shorthand and has no effect with model.layers.",
+            getattr(spec.model, knob),
+            "Set it on the layers instead (e.g. {type: dropout, rate: 0.3}, kernel_regularizer: {l2: 1.0e-4}) "
+            f"or remove model.{knob}.",
+        )
+        for knob in SHORTHAND_KNOBS
+        if getattr(spec.model, knob) != fields[knob].default
+    ]
+
+
+def check_layer_names(spec: ExperimentSpec) -> list[Problem]:
+    """Explicit layer names are unique (Keras refuses duplicates)."""
+    first: dict[str, int] = {}
+    problems = []
+    for index, layer in enumerate(spec.model.layers or []):
+        if layer.name is None:
+            continue
+        if layer.name in first:
+            problems.append(
+                Problem(
+                    f"model.layers.{index}.name",
+                    f"is already the name of model.layers.{first[layer.name]}; layer names must be unique.",
+                    layer.name,
+                )
+            )
+        first.setdefault(layer.name, index)
+    return problems
+
+
+def _data_task(data: DataSpec) -> str | None:
+    """The task a built-in data set poses (binary/multiclass/regression); None for files."""
+    if data.source == "synthetic_classification":
+        return "binary" if data.params.get("n_classes", 2) == 2 else "multiclass"
+    return BUILTIN_TASKS.get(data.source or "")
+
+
+def _known_task(spec: ExperimentSpec) -> str | None:
+    """The task when model.task or a built-in data set fixes it, else None."""
+    return spec.model.task if spec.model.task != "auto" else _data_task(spec.data)
+
+
+def check_task_matches_data(spec: ExperimentSpec) -> list[Problem]:
+    """An explicit model.task fits the built-in data set (multiclass may model a binary one)."""
+    task, data_task = spec.model.task, _data_task(spec.data)
+    if (
+        task == "auto"
+        or data_task is None
+        or task == data_task
+        or (task, data_task) == ("multiclass", "binary")
+    ):
+        return []
+    return [
+        Problem(
+            "model.task",
+            f"does not fit data.source {spec.data.source}, a {data_task} data set.",
+            task,
+            f"Use task: auto (or {data_task}).",
+        )
+    ]
+
+
+def check_monitor_matches_task(spec: ExperimentSpec) -> list[Problem]:
+    """accuracy is a classification metric and mae a regression metric."""
+    task, monitor = _known_task(spec), spec.training.early_stopping.monitor
+    metric = monitor.removeprefix("val_")
+    if task == "regression" and metric == "accuracy":
+        other = "val_mae" if monitor.startswith("val_") else "mae"
+        return [
+            Problem(
+                "training.early_stopping.monitor",
+                "is a classification metric; this is a regression task.",
+                monitor,
+                f"Use {other} or val_loss.",
+            )
+        ]
+    if task in ("binary", "multiclass") and metric == "mae":
+        other = "val_accuracy" if monitor.startswith("val_") else "accuracy"
+        return [
+            Problem(
+                "training.early_stopping.monitor",
+                f"is a regression metric; this is a {task} task.",
+                monitor,
+                f"Use {other} or val_loss.",
+            )
+        ]
+    return []
+
+
+def check_label_noise_task(spec: ExperimentSpec) -> list[Problem]:
+    """Label noise flips class labels, so it needs a classification task."""
+    if spec.data.label_noise > 0 and _known_task(spec) == "regression":
+        return [
+            Problem(
+                "data.label_noise",
+                "flips class labels and has no meaning for a regression task.",
+                spec.data.label_noise,
+                "Use 0.0.",
+            )
+        ]
+    return []
+
+
+CROSS_CHECKS = (
+    check_source_xor_path,
+    check_target,
+    check_fractions,
+    check_hidden_xor_layers,
+    check_shorthand_knobs,
+    check_layer_names,
+    check_task_matches_data,
+    check_monitor_matches_task,
+    check_label_noise_task,
+)

@@ -1,0 +1,128 @@
+"""Choosing the Keras backend and device before Keras is imported (Keras reads them once),
+and what the chosen backend is and sees once it is loaded.
+
+No Keras at import time: the CLI imports this module for every command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from regcli.errors import BadInputError
+
+_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+# True in regcli's own processes (the console script, sweep workers), which never switch backends:
+# `select` may keep out what their backend does not use. A library caller's process is left alone.
+OWN_PROCESS = False
+
+
+def select(backend: str, device: str) -> None:
+    """Sets KERAS_BACKEND (and hides GPUs for `device: cpu`) for this process.
+
+    Raises BadInputError when the backend's package is not installed, or when Keras was
+    already imported with another backend in this process.
+    """
+    module = _MODULES.get(backend)
+    if module is None:
+        raise BadInputError(f"backend must be one of {', '.join(_MODULES)}. Received: {backend!r}.")
+    if importlib.util.find_spec(module) is None:
+        extra = {"jax": " Install it with `pip install 'regcli[jax]'`."}.get(backend, "")
+        raise BadInputError(f"backend: {backend} is not installed in this environment.{extra}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise BadInputError(
+                f"backend: {backend} was asked for, but Keras is already loaded with "
+                f"{keras.backend.backend()} in this process. Run it in a new process."
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+    if OWN_PROCESS and backend != "jax" and "jax" not in sys.modules:
+        # TensorFlow's tf.lite helpers import JAX whenever it is installed (0.5-0.7 s of a ~6 s
+        # import measured here), and nothing in a TensorFlow process uses it: with None in sys.modules,
+        # `import jax` fails at once (they catch that).
+        sys.modules["jax"] = None
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+def import_keras_quietly():
+    """Imports Keras (and its backend) with C-level stderr silenced, then returns the module.
+
+    TensorFlow's C++ runtime prints CUDA-probing lines on CPU-only machines before any
+    log level applies. Python exceptions are unaffected: they surface after stderr is back.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import keras
+
+                if keras.backend.backend() == "tensorflow":
+                    import tensorflow as tf
+
+                    tf.config.list_physical_devices("GPU")  # the CUDA probe happens here
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    return keras
+
+
+def backend_name() -> str:
+    """The backend Keras runs on (Keras is imported by now: `select` came first)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def backend_version() -> str:
+    name = backend_name()
+    try:
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            return tf.__version__
+        if name == "jax":
+            import jax
+
+            return jax.__version__
+        if name == "torch":
+            import torch
+
+            return torch.__version__
+    except ImportError:
+        return "unknown"
+    return "unknown"
+
+
+def visible_gpus() -> list[str]:
+    """Names of the accelerators the active backend can see."""
+    name = backend_name()
+    try:
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
+        if name == "jax":
+            import jax
+
+            return [str(d) for d in jax.devices() if d.platform == "gpu"]
+        if name == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a backend without a GPU plugin raises various errors here
+        return []
+    return []
