@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from regcli.commands.init import Template
-from regcli.errors import RegcliError
+from regcli.errors import BadInputError, RegcliError
 from regcli.rundir import format_cell
 
 app = typer.Typer(
@@ -76,10 +76,11 @@ def _overrides(sets: list[str] | None, seed: int | None, backend: str | None) ->
 def _out_dir(value: str | None) -> Path | None:
     """--out: a directory path; an empty one would silently mean the current folder."""
     if value is not None and not value.strip():
-        raise typer.BadParameter(
-            f"received {value!r}; give a directory, e.g. --out runs (--out . for the current folder), "
-            "or leave --out out for its default."
-        )
+        with _errors():  # the usual one-line `error:` and exit 2, not Typer's usage box
+            raise BadInputError(
+                f"--out must name a directory. Received: {value!r}. Give one, e.g. --out runs "
+                "(--out . for the current folder), or leave --out out for its default."
+            )
     return None if value is None else Path(value)
 
 
