@@ -9,6 +9,10 @@ import signal
 # it). Set to "0" before any test imports Ray, it makes every Ray a test starts, and the processes
 # Ray spawns, use 127.0.0.1 only. (regcli sets it itself: see regcli.sweep.executors.keep_ray_on_loopback.)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Ray nices its task workers to 15; beside other CPU-bound work (a shared CI machine) they then got
+# ~3% of a core and the Ray sweep tests timed out. The tests' clusters run them at normal priority,
+# as regcli's own local Ray does.
+os.environ["RAY_worker_niceness"] = "0"
 
 
 def pytest_configure(config):

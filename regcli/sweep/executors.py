@@ -58,6 +58,8 @@ INTERRUPT_GRACE_S = 20.0
 EXECUTORS = ("local", "ray")
 # Set to "0", Ray on this machine uses 127.0.0.1, not the network interface (see keep_ray_on_loopback).
 LOOPBACK_ENV_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# The niceness of the task workers a raylet starts (Ray's default: 15); read when the raylet starts.
+WORKER_NICENESS_ENV_VAR = "RAY_worker_niceness"
 
 OnStart = Callable[[dict[str, Any]], None]
 OnDone = Callable[[dict[str, Any]], None]
@@ -396,11 +398,22 @@ class RayExecutor:
         where = f"Ray cluster {self.address}" if self.address else "a local Ray"
         return f"{where}, {self.cpus_per_trial} CPU(s) per trial"
 
+    def _prepare_environment(self) -> None:
+        """Before Ray is imported: loopback only on this machine; a Ray started here runs trials un-niced.
+
+        Ray's raylet nices its task workers to 15 by default: on a busy 2-core machine (two CPU-bound
+        processes beside the sweep) they got ~3% of a core and never finished. A Ray started for the
+        sweep runs its trials at normal priority, as the local executor's workers do.
+        """
+        if on_this_machine(self.address):
+            keep_ray_on_loopback()
+        if self.address is None and not os.environ.get("RAY_ADDRESS"):
+            os.environ.setdefault(WORKER_NICENESS_ENV_VAR, "0")
+
     def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
         import logging
 
-        if on_this_machine(self.address):
-            keep_ray_on_loopback()
+        self._prepare_environment()
         import ray
 
         started_here = not ray.is_initialized()
