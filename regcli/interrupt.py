@@ -59,11 +59,6 @@ def deferred(*, escalate: bool = True) -> Iterator[None]:
         _pending = False
 
 
-def requested() -> bool:
-    """True when Ctrl-C was pressed inside `deferred()` and not yet acted on."""
-    return _pending
-
-
 def check() -> None:
     """Raises `KeyboardInterrupt` here when Ctrl-C was pressed inside `deferred()`."""
     global _pending
