@@ -2,22 +2,29 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The extras the tests need: dev (pytest, hypothesis, ruff), jax (the second backend CI tests)
-# ray (the Ray executor's tests start a real local Ray cluster) and mlflow (tracking, read back in tests).
-EXTRAS ?= dev,jax,ray,mlflow
+# `make run` installs what running needs (regcli and TensorFlow: the dependencies in
+# pyproject.toml); `make test` adds the extras the tests need: dev (pytest, hypothesis, ruff,
+# playwright), jax (the second backend CI tests), ray (the Ray executor's tests start a real
+# local Ray cluster) and mlflow (tracking, read back in tests).
+TEST_EXTRAS ?= dev,jax,ray,mlflow
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install install-run run test test-fast lint bench clean
 
-# The stamp is rebuilt when pyproject.toml changes, so `make run` / `make test` install only when needed.
-$(BIN)/.installed: pyproject.toml
+# Each stamp is rebuilt when pyproject.toml changes, so `make run` / `make test` install only when needed.
+$(BIN)/.installed-run: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-install: $(BIN)/.installed
+$(BIN)/.installed-test: $(BIN)/.installed-run
+	$(BIN)/python -m pip install --quiet -e ".[$(TEST_EXTRAS)]"
+	touch $@
 
-run: install
+install-run: $(BIN)/.installed-run
+install: $(BIN)/.installed-test
+
+run: install-run
 	$(BIN)/regcli train configs/quickstart.yaml
 
 # tests/test_report.py checks the HTML report in a real headless Chromium: Debian's `chromium`

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py               # `make bench`: everything, 3 rounds (5-9 min on 2 cores),
                                                      # then benchmarks/perf.py (sweeps, memory, scale: ~6 min)
+                                                     # and benchmarks/feed_vs_fit.py (feeding vs model.fit, ~16 min)
     .venv/bin/python benchmarks/run.py --quick       # 2 rounds, 10 epochs, no JAX (2-3 min)
     .venv/bin/python benchmarks/run.py --repeats 5   # more rounds, tighter medians
     .venv/bin/python benchmarks/run.py --cases regcli_tf,tfdata_tf,tfdata_det_tf --output /tmp/ab.md
@@ -643,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
         import perf
 
         perf.main(["--output", str(args.output), *(["--quick"] if args.quick else [])])
+        import feed_vs_fit  # regcli's feeding vs plain model.fit: final val loss over 24 seeds, its own section
+
+        feed_vs_fit.main(["--output", str(args.output), *(["--quick"] if args.quick else [])])
     failed = [
         f"{k}, round {r['round'] + 1}: {r['error']}"
         for k, runs in results.items()

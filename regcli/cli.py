@@ -15,14 +15,43 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from regcli.commands.init import Template
 from regcli.errors import BadInputError, RegcliError
 from regcli.rundir import format_cell
 
+
+def _flags_take_no_value(params: list) -> list:
+    """Gives every flag an empty metavar, so help shows `--smoke`, not `--smoke <bool>`; returns `params`."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(TyperGroup):
+    """regcli's command group: help lists a flag (--smoke, --quiet, --json, --help, ...) without a value placeholder.
+
+    Typer 0.29's rich help prints each option's type after it, flags included, so `--smoke <bool>`
+    read as an option that takes a value, and `--smoke true` then fails ("unexpected extra argument").
+    A flag's metavar is what the help shows in place of its type: empty, it shows nothing.
+    """
+
+    def get_params(self, ctx):
+        return _flags_take_no_value(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_take_no_value(command.get_params(ctx))  # the command's --help option included
+        return command
+
+
 app = typer.Typer(
     name="regcli",
     help="Experiment runner for regularization in deep learning (Keras 3): train, diagnose, sweep.",
+    cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -154,7 +183,7 @@ def train(
 ) -> None:
     """Validate a spec, train it, and write one run directory (or --resume one)."""
     from regcli.experiment import resume_run, run_experiment
-    from regcli.spec import load_experiment_spec
+    from regcli.spec import load_experiment_spec, spec_warnings
 
     with _errors():
         _check_train_args(config, resume, set_, seed, backend, name, smoke)
@@ -164,13 +193,30 @@ def train(
                 outcome = resume_run(resume, on_start=on_start, on_epoch=on_epoch)
             else:
                 spec = load_experiment_spec(config, _overrides(set_, seed, backend))
+                for warning in spec_warnings(spec):
+                    _stderr().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
                 outcome = run_experiment(spec, out=out, name=name, smoke=smoke, on_start=on_start, on_epoch=on_epoch)
-    console = _stdout()
-    console.print(str(outcome.run_dir), highlight=False)
-    console.print(_summary_table(outcome))
+    _print_or_pipe_closed(lambda console: (console.print(str(outcome.run_dir), highlight=False),
+                                           console.print(_summary_table(outcome))))
     if outcome.state != "completed":
         _stderr().print(f"[bold red]error:[/] the run {outcome.state}; see {outcome.run_dir / 'status.json'}.")
         raise typer.Exit(code=1)
+
+
+def _print_or_pipe_closed(write) -> None:
+    """`write(console)` to stdout; a reader that closed the pipe early (`regcli train ... | head -n 1`)
+    is not a failed run: the rest of the output is dropped and the exit code stays the run's."""
+    def drop_the_rest() -> None:
+        # The Python docs' recipe: point stdout at /dev/null so later writes and the last flush are quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    console = _stdout()
+    console.on_broken_pipe = drop_the_rest  # rich's own handler exits 1 (a failed run, to regcli)
+    try:
+        write(console)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        drop_the_rest()
 
 
 def _check_train_args(config, resume, set_, seed, backend, name, smoke) -> None:
@@ -216,7 +262,8 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key by dotted path (value parsed as YAML).")] = None,
 ) -> None:
     """Check a spec (train or sweep) and print it with every default filled in."""
-    from regcli.spec import dump_spec_yaml, is_sweep_spec, load_experiment_spec, load_yaml_file
+    from regcli.data.check import data_report
+    from regcli.spec import dump_spec_yaml, is_sweep_spec, load_experiment_spec, load_yaml_file, spec_warnings
 
     with _errors():
         if is_sweep_spec(load_yaml_file(config)):
@@ -225,51 +272,57 @@ def validate(
 
             if set_:
                 raise BadInputError("--set applies to experiment specs; edit the sweep file (or its base spec) instead.")
-            text = dump_sweep_yaml(load_sweep(config))
+            swept = load_sweep(config)
+            text, specs = dump_sweep_yaml(swept), list(swept.specs.values())
         else:
             from regcli.tracking import preflight
 
             spec = load_experiment_spec(config, list(set_ or []))
             preflight(spec)  # MLflow installed, its store writable or server reachable (no import)
-            text = dump_spec_yaml(spec)
-    typer.echo(text, nl=False)
+            text, specs = dump_spec_yaml(spec), [spec]
+        notes = data_report(specs)  # a data file is read as train reads it; a built-in source by shape
+        notes += [f"warning: {w}" for w in dict.fromkeys(w for s in specs for w in spec_warnings(s))]
+    typer.echo(text, nl=False)  # stdout: the resolved spec alone, so `validate spec.yaml > resolved.yaml` works
+    for note in notes:
+        _stderr().print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
 def diagnose(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="One or more run directories, e.g. runs/overfit-demo-* (the shell expands it).")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the diagnosis as JSON (several runs: a list, each with its run_dir).")
+    ] = False,
     replay: Annotated[
         str | None,
         typer.Option(help="Replay early stopping with other settings, e.g. patience=3,min_delta=0.001,start_from_epoch=2."),
     ] = None,
     fail_on: Annotated[
-        str | None, typer.Option(help="Exit 1 when the verdict is one of these, e.g. high_variance,diverged.")
+        str | None, typer.Option(help="Exit 1 when a run's verdict is one of these, e.g. high_variance,diverged.")
     ] = None,
 ) -> None:
-    """(Re)compute the bias/variance diagnosis of a finished run from its files alone."""
-    from regcli.commands.diagnose import diagnose_run, fail_on_verdicts, print_diagnosis
+    """(Re)compute the bias/variance diagnosis of finished runs from their files alone."""
+    from regcli.commands.diagnose import diagnose_runs, fail_on_verdicts, print_diagnosis
 
     with _errors():
-        if fail_on is not None and not fail_on.replace(",", "").strip():
-            from regcli.commands.diagnose import VERDICTS
-            from regcli.errors import BadInputError
-
-            raise BadInputError(
-                f"--fail-on must list at least one verdict, e.g. --fail-on high_variance,diverged. "
-                f"Valid verdicts: {', '.join(VERDICTS)}. Received: {fail_on!r}. Leave --fail-on out to never fail."
-            )
         verdicts = fail_on_verdicts(fail_on)
-        result = diagnose_run(run_dir, replay=replay)
+        results = diagnose_runs(run_dirs, replay=replay)  # every run checked before any file is rewritten
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
-        print_diagnosis(_stdout(), result)
-    if result["not_written"]:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
-        _stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
-    if result["diagnosis"]["verdict"] in verdicts:
+        console = _stdout()
+        for i, result in enumerate(results):
+            if len(results) > 1:
+                console.print(("\n" if i else "") + f"== {result['run_dir']}", highlight=False, markup=False)
+            print_diagnosis(console, result)
+    for result in results:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
+        if result["not_written"]:
+            _stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
+    if any(result["diagnosis"]["verdict"] in verdicts for result in results):
         raise typer.Exit(code=1)  # the gate's answer first: the verdict itself is sound
-    if result["not_written"]:
+    if any(result["not_written"] for result in results):
         raise typer.Exit(code=2)
 
 
@@ -286,7 +339,10 @@ def run_test(
     run_dir: Annotated[Path, typer.Argument(help="A completed run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """The final exam: evaluate the shipped model once on the untouched test split and record it in the test ledger."""
+    """The final exam: evaluate the shipped model once on the untouched test split and record it in the test ledger.
+
+    A --smoke run is refused: a smoke run never consults the test split.
+    """
     from regcli.commands.final_test import consultation_warning, final_test
 
     with _errors():
@@ -294,8 +350,6 @@ def run_test(
     warning = consultation_warning(result)
     if warning:
         _stderr().print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    for note in result["notes"]:
-        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -346,7 +400,7 @@ def ls(
     directory: Annotated[Path, typer.Argument(help="Where the runs and sweeps are.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
 ) -> None:
-    """List the runs and sweeps under a directory with their state and best validation value."""
+    """List the runs and sweeps under a directory with their state and best validation value (val_data_loss)."""
     from regcli.commands.listing import list_runs, listing_table
 
     with _errors():
@@ -471,18 +525,19 @@ def schema(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A run directory or a sweep directory.")],
-    open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
+    directories: Annotated[list[Path], typer.Argument(help="One or more run or sweep directories.")],
+    open_: Annotated[bool, typer.Option("--open", help="Open each report in the default web browser.")] = False,
 ) -> None:
-    """Write one self-contained report.html (figures inlined, no network) into a run or sweep directory."""
-    from regcli.commands.report import open_in_browser, write_report
+    """Write one self-contained report.html (figures inlined, no network) into each run or sweep directory."""
+    from regcli.commands.report import open_in_browser, write_reports
 
     with _errors():
-        written = write_report(directory)
-    typer.echo(str(written))
-    if open_ and not open_in_browser(written):
-        _stderr().print(f"no web browser available: open {written} yourself.", highlight=False, markup=False,
-                       soft_wrap=True)
+        written = write_reports(directories)  # every page built before the first is written
+    for path in written:
+        typer.echo(str(path))
+        if open_ and not open_in_browser(path):
+            _stderr().print(f"no web browser available: open {path} yourself.", highlight=False, markup=False,
+                           soft_wrap=True)
 
 
 def main() -> None:

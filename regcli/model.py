@@ -8,32 +8,13 @@ the run named by `model.init_from`. Keras is imported by the caller's process on
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 from regcli.errors import BadInputError
+from regcli.head import explicit_head, task_head
 from regcli.spec import LAYER_TYPES  # every allowed explicit layer type; nothing else can be built
-
-
-@dataclass(frozen=True)
-class TaskHead:
-    """What a task needs from Keras: output units and activation, loss, metrics."""
-
-    task: str
-    units: int
-    activation: str | None
-    metric_name: str  # "accuracy" or "mae": the column name in history.csv
-
-
-def task_head(task: str, n_classes: int) -> TaskHead:
-    """Returns the output layer shape and metric name for `task`."""
-    if task == "binary":
-        return TaskHead(task, 1, "sigmoid", "accuracy")
-    if task == "multiclass":
-        return TaskHead(task, n_classes, "softmax", "accuracy")
-    return TaskHead(task, 1, None, "mae")
 
 
 def make_loss(task: str) -> keras.losses.Loss:
@@ -174,10 +155,12 @@ def build_model(
 ) -> keras.Model:
     """Builds the (uncompiled) model a spec describes.
 
-    Explicit `layers:` with conv2d/maxpool2d/spatial_dropout2d need image-shaped data
-    (e.g. `digits`, 8x8x1): the flat features are reshaped after the input. A spatial
-    output is flattened before the task head. Every shorthand kernel, the head's
-    included, carries the `l1`/`l2` penalty.
+    Explicit `layers:` are built as written; when they end in the task's output layer
+    (`regcli.head.explicit_head`) no head is added, otherwise regcli adds `output`. Layers
+    with conv2d/maxpool2d/spatial_dropout2d need image-shaped data (e.g. `digits`, 8x8x1):
+    the flat features are reshaped after the input, and a spatial output is flattened
+    before an added head. The shorthand penalizes its hidden kernels with `l1`/`l2` and
+    the head's only with `output_l2`, as the seed's templates do.
 
     Args:
         model_spec: the validated `model:` block.
@@ -192,26 +175,35 @@ def build_model(
     x = inputs
     if model_spec.layers is not None:
         entries = list(model_spec.layers)
-        if any(e.type in _SPATIAL for e in entries):
-            if image_shape is None:
-                first = next(i for i, e in enumerate(entries) if e.type in _SPATIAL)
-                raise BadInputError(
-                    f"model.layers.{first} is {entries[first].type}, which needs image-shaped data "
-                    f"(e.g. data.source: digits, or an .npz whose X is (N, H, W[, C])); this data set "
-                    f"has {n_features} flat features. Use dense layers instead."
-                )
-            x = keras.layers.Reshape(tuple(image_shape), name="to_image")(x)
+        own_head = explicit_head(entries, head)
+        x = _to_image(x, entries, n_features, image_shape)
         layers = [_explicit_layer(e, i) for i, e in enumerate(entries)]
         head_reg = None
     else:
+        own_head = 0
         layers = _shorthand_layers(model_spec)
-        head_reg = make_regularizer(model_spec.l1, model_spec.l2)
+        head_reg = make_regularizer(0.0, model_spec.output_l2)
     for layer in layers:
         x = layer(x)
-    if len(x.shape) > 2:
-        x = keras.layers.Flatten(name="head_flatten")(x)
-    outputs = keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=head_reg, name="output")(x)
-    return keras.Model(inputs, outputs, name=name)
+    if not own_head:
+        if len(x.shape) > 2:
+            x = keras.layers.Flatten(name="head_flatten")(x)
+        x = keras.layers.Dense(head.units, activation=head.activation, kernel_regularizer=head_reg, name="output")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _to_image(x: Any, entries: list[Any], n_features: int, image_shape: tuple[int, ...] | None) -> Any:
+    """The flat input reshaped to `image_shape` when a spatial layer needs it; refused on flat data."""
+    if not any(e.type in _SPATIAL for e in entries):
+        return x
+    if image_shape is None:
+        first = next(i for i, e in enumerate(entries) if e.type in _SPATIAL)
+        raise BadInputError(
+            f"model.layers.{first} is {entries[first].type}, which needs image-shaped data "
+            f"(e.g. data.source: digits, or an .npz whose X is (N, H, W[, C])); this data set "
+            f"has {n_features} flat features. Use dense layers instead."
+        )
+    return keras.layers.Reshape(tuple(image_shape), name="to_image")(x)
 
 
 def apply_freeze(model: keras.Model, freeze: list[str | int]) -> list[str]:

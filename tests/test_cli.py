@@ -62,6 +62,30 @@ def test_help_and_validate_do_not_import_tensorflow_or_keras(tmp_path):
     assert not {"tensorflow", "keras", "jax"} & names
 
 
+def test_help_lists_every_bool_option_as_a_flag_without_a_value_placeholder():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from regcli.cli import app
+
+    runner = CliRunner()
+    for command in ("train", "sweep"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=120)
+        assert result.exit_code == 0, result.output
+        (line,) = [line for line in result.output.splitlines() if "--smoke" in line]
+        assert line.split()[:3] == ["│", "--smoke", "CI"], line  # no `<bool>` between the flag and its help
+    group = get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if getattr(param, "type_descriptor", None) is not None and param.type_descriptor.annotation is bool:
+                assert param.is_flag, f"regcli {name} {param.opts}: a bool option must be a flag"
+        result = runner.invoke(app, [name, "--help"], terminal_width=120)
+        assert result.exit_code == 0 and "<bool>" not in result.output, (name, result.output)
+    assert "<bool>" not in runner.invoke(app, ["--help"], terminal_width=120).output
+    smoke_true = runner.invoke(app, ["train", "configs/quickstart.yaml", "--smoke", "true"])
+    assert smoke_true.exit_code == 2  # a flag takes no value: `true` is an extra argument
+
+
 def test_validate_prints_the_spec_with_every_default_filled_in():
     proc = regcli("validate", "configs/quickstart.yaml", "--set", "model.l2=1e-3")
     assert proc.returncode == 0, proc.stderr

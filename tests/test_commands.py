@@ -20,13 +20,14 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 
 from regcli import rundir
 from regcli.commands.final_test import consultation_warning
 from regcli.commands.ledger import LEDGER, default_ledger, read_ledger
-from regcli.commands.listing import list_runs
+from regcli.commands.listing import best_cell, list_runs
 from regcli.experiment import run_experiment
 from regcli.modelfile import allowed_module
 from regcli.spec import load_experiment_spec
@@ -101,12 +102,10 @@ def copy_run(run: Path, out: Path) -> Path:
 
 
 def test_test_adds_metrics_test_appends_the_ledger_and_warns_on_later_looks(trained, tmp_path):
-    # A --smoke run: its training split was capped at 256 rows, its test split is the full one.
-    run = copy_run(trained.smoke, tmp_path / "runs")
+    run = copy_run(trained.a, tmp_path / "runs")
     ledger = tmp_path / "runs" / LEDGER
     before = summary_of(run)
-    assert before["n_train"] == 256 and before["n_test"] == summary_of(trained.a)["n_test"] == 114
-    assert before["data"]["test_fingerprint"] == summary_of(trained.a)["data"]["test_fingerprint"]
+    assert before["n_test"] == 114 and before["smoke"] is False
 
     # Two looks at once (2 processes: cheaper than one after another, and it checks the lock):
     # both are recorded, counted 0 and 1, and the later look warns.
@@ -121,8 +120,6 @@ def test_test_adds_metrics_test_appends_the_ledger_and_warns_on_later_looks(trai
         f"before, by {run.name}. Each look that informs a choice makes the test error an optimistic estimate: "
         f"keep the test set for the end and select on validation only."
     ) in flat(second[1])
-    for _, err in (first, second):
-        assert "note: This was a --smoke run" in flat(err) and "the test split is the full one" in flat(err)
 
     after = summary_of(run)
     test = after["metrics"].pop("test")
@@ -137,6 +134,28 @@ def test_test_adds_metrics_test_appends_the_ledger_and_warns_on_later_looks(trai
         assert entry["data"] == {"source": "breast_cancer", "path": None}
         assert entry["n_test"] == before["n_test"] == 114 and entry["time"].endswith("Z")
         assert entry["metrics"] == test  # inference mode: the same numbers every time
+
+
+def test_test_refuses_a_smoke_run_before_keras_and_the_test_split_are_touched(trained, tmp_path):
+    run = copy_run(trained.smoke, tmp_path / "runs")
+    summary = summary_of(run)
+    assert summary["smoke"] is True and summary["epochs_run"] == 2 and summary["n_train"] == 256
+    before = snapshot(tmp_path)
+    proc = regcli("test", run, cwd=tmp_path, importtime=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert flat(" ".join(errors)) == (
+        f"error: {run} was a --smoke run (2 epoch(s), 256 training rows): its test result would mean nothing "
+        f"and would spend the test split. Train it for real (the same spec without --smoke) and test that run; "
+        f"the test split is not looked at."
+    )
+    assert proc.stdout == "" and not {"tensorflow", "keras"} & imported(proc.stderr)
+    assert snapshot(tmp_path) == before and not (tmp_path / "runs" / LEDGER).exists()
+    # environment.json alone says so too (a summary.json written before summary recorded `smoke`)
+    (run / rundir.SUMMARY).write_text(json.dumps({k: v for k, v in summary.items() if k != "smoke"}))
+    proc = regcli("test", run, cwd=tmp_path)
+    assert proc.returncode == 2 and "was a --smoke run" in flat(proc.stderr), proc.stderr
+    assert not (tmp_path / "runs" / LEDGER).exists()
 
 
 def test_consultation_warning_names_each_earlier_run_once_with_its_count():
@@ -253,11 +272,15 @@ def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorf
     assert started == sorted(started) and list(entries).index(a.name) < list(entries).index(b.name)
     for run in (a, b):
         verdict = json.loads((run / rundir.DIAGNOSIS_JSON).read_text())["verdict"]
+        history = pd.read_csv(run / rundir.HISTORY)
+        lowest = history.loc[history["val_data_loss"].idxmin()]
         assert entries[run.name] | {"path": None} == {
             "kind": "run", "name": run.name, "path": None, "state": "completed",
             "started": json.loads((run / rundir.STATUS).read_text())["started"], "best_epoch": 2,
-            "monitor": "val_loss", "best_value": summary_of(run)["best_value"], "verdict": verdict,
-            "test_error": None, "problems": [],
+            "monitor": "val_loss", "best_value": summary_of(run)["best_value"],
+            "best_validation": {"metric": "val_data_loss", "value": pytest.approx(lowest["val_data_loss"]),
+                                "epoch": int(lowest["epoch"])},
+            "verdict": verdict, "test_error": None, "problems": [],
         }
     assert entries[corrupt.name]["problems"] == ["summary.json truncated"]
     assert entries[corrupt.name]["state"] == "completed" and entries[corrupt.name]["verdict"] == entries[a.name]["verdict"]
@@ -268,8 +291,10 @@ def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorf
 
     proc = regcli("ls", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for text in ("completed", "killed", "summary.json truncated", "1 trial(s): 1 completed", "val_loss="):
+    for text in ("completed", "killed", "summary.json truncated", "1 trial(s): 1 completed", "shipped",
+                 "best val_data_loss"):
         assert text in proc.stdout, text
+    assert "val_loss" not in proc.stdout  # the penalized loss is not what "best validation" ranks on
 
     assert [e["name"] for e in list_runs(a)] == [a.name]  # a run directory lists itself
     assert [e["name"] for e in list_runs(sweep)] == ["t0000"]  # a sweep directory lists its trials
@@ -278,6 +303,123 @@ def test_ls_lists_runs_and_sweeps_marks_damaged_ones_and_does_not_import_tensorf
     assert proc.returncode == 0 and a.name in proc.stdout
     proc = regcli("ls", tmp_path / "absent", cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in flat(proc.stderr) and "Traceback" not in proc.stderr
+
+
+def _hand_written_run(run: Path, val_loss: list[float], val_data_loss: list[float], shipped: int) -> Path:
+    """A completed run directory from hand-written numbers: the files `ls` reads, nothing trained."""
+    run.mkdir(parents=True)
+    (run / rundir.STATUS).write_text(json.dumps({"state": "completed", "started": "2026-01-01T00:00:00Z"}))
+    summary = {"best_epoch": shipped, "shipped_epoch": shipped, "monitor": "val_loss", "best_value": val_loss[shipped - 1],
+               "metrics": {"train": {}, "val": {"loss": val_loss[shipped - 1], "data_loss": val_data_loss[shipped - 1]}}}
+    (run / rundir.SUMMARY).write_text(json.dumps(summary))
+    (run / rundir.DIAGNOSIS_JSON).write_text(json.dumps({"verdict": "high_variance"}))
+    rows = [f"{e},{v + 0.1},{v},{d}" for e, (v, d) in enumerate(zip(val_loss, val_data_loss, strict=True), start=1)]
+    (run / rundir.HISTORY).write_text("epoch,loss,val_loss,val_data_loss\n" + "\n".join(rows) + "\n")
+    for name in (rundir.CONFIG, rundir.MODEL):
+        (run / name).write_text("not read by ls\n")
+    return run
+
+
+def test_ls_shows_the_lowest_val_data_loss_and_its_epoch_not_the_shipped_val_loss(tmp_path):
+    # Ranked on val_loss (penalty included), epoch 6 was shipped at 1.131; penalty-free, epoch 4 was best.
+    out = tmp_path / "runs"
+    run = _hand_written_run(out / "l2-20260101T000000Z-aaaaaa", [1.4, 1.3, 1.2, 1.15, 1.14, 1.131],
+                            [0.61, 0.52, 0.49, 0.4736, 0.48, 0.55], shipped=6)
+    (entry,) = list_runs(out)
+    assert entry["best_epoch"] == 6 and entry["best_value"] == 1.131
+    assert entry["best_validation"] == {"metric": "val_data_loss", "value": 0.4736, "epoch": 4}
+    # Without a readable history.csv: summary.json's val data_loss at the shipped epoch.
+    (run / rundir.HISTORY).write_text("epoch,loss,val_loss\n1,0.5,0.6\n")
+    assert list_runs(out)[0]["best_validation"] == {"metric": "val_data_loss", "value": 0.55, "epoch": 6}
+    (run / rundir.HISTORY).unlink()
+    _hand_written_run(run.with_name("l2-20260101T000001Z-bbbbbb"), [1.0, 0.9], [0.5, 0.3], shipped=2)
+    sweep = out / "l2-sweep-20260102T000000Z-cccccc"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("base: x.yaml\n")
+    (sweep / "best.json").write_text(json.dumps({"metric": "val_data_loss", "mode": "min", "config": "t001-l2_0.001",
+                                                 "mean": 0.4123, "std": 0.01}))
+
+    proc = regcli("ls", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "best val_data_loss" in line)  # a 2-line header
+    assert "shipped" in lines[at] and "(epoch)" in lines[at + 1] and "best validation" not in proc.stdout
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines() if "-2026" in line}
+    assert "0.55 (6)" in rows[run.name] and "0.3 (2)" in rows["l2-20260101T000001Z-bbbbbb"]
+    assert "0.4123 (winner)" in rows[sweep.name]
+    assert "1.131" not in proc.stdout
+    listing = json.loads(regcli("ls", out, "--json", cwd=tmp_path).stdout)
+    assert listing[-1]["best_validation"] == {"metric": "val_data_loss", "value": 0.4123, "epoch": None,
+                                              "config": "t001-l2_0.001"}
+
+
+def test_ls_names_the_metric_in_each_cell_when_a_sweep_selects_on_another():
+    entries = [
+        {"metric": "val_data_loss", "value": 0.4736, "epoch": 4},
+        {"metric": "val_error", "value": 0.05, "epoch": None, "config": "t000"},
+    ]
+    assert [best_cell(e, None) for e in entries] == ["val_data_loss=0.4736 (4)", "val_error=0.05 (winner)"]
+    assert best_cell(entries[0], "val_data_loss") == "0.4736 (4)" and best_cell(None, "val_data_loss") == "-"
+
+
+# --- several run directories: diagnose RUN_DIR..., report DIR... ----------------------------
+
+
+def test_diagnose_of_several_runs_prints_each_under_its_run_dir_and_json_is_a_list(trained, tmp_path):
+    out = tmp_path / "runs"
+    a, b = copy_run(trained.a, out), copy_run(trained.b, out)
+    one = regcli("diagnose", a, "--json", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    single = json.loads(one.stdout)
+    assert isinstance(single, dict) and single["run_dir"] == str(a)  # one run: the object, as before
+    for run in (a, b):
+        (run / rundir.DIAGNOSIS_MD).unlink()
+
+    proc = regcli("diagnose", a, b, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    both = json.loads(proc.stdout)
+    assert [r["run_dir"] for r in both] == [str(a), str(b)] and both[0] == single
+    assert both[1]["diagnosis"] == json.loads((b / rundir.DIAGNOSIS_JSON).read_text())
+    assert all((run / rundir.DIAGNOSIS_MD).is_file() for run in (a, b))  # each run's files rewritten
+
+    text = regcli("diagnose", a, b, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"== {a}" and f"== {b}" in lines and lines.index(f"== {b}") > 2
+    verdicts = {r["diagnosis"]["verdict"] for r in both}
+    gate = regcli("diagnose", a, b, "--fail-on", both[1]["diagnosis"]["verdict"], cwd=tmp_path)
+    assert gate.returncode == 1 and f"== {b}" in gate.stdout  # every run printed, then the gate's answer
+    others = ",".join(v for v in ("high_bias", "diverged", "not_learning") if v not in verdicts)
+    assert regcli("diagnose", a, b, "--fail-on", others, cwd=tmp_path).returncode == 0
+
+
+def test_diagnose_or_report_of_several_runs_with_a_bad_one_writes_nothing(trained, tmp_path):
+    out = tmp_path / "runs"
+    a, b = copy_run(trained.a, out), copy_run(trained.b, out)
+    (a / rundir.DIAGNOSIS_MD).unlink()
+    (b / rundir.SUMMARY).write_text('{"best_epoch": 2, "metr')
+    missing = out / "nothing-here"
+    before = snapshot(out)
+    proc = regcli("diagnose", a, missing, b, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    message = flat(proc.stderr)
+    assert message.startswith(f"error: {missing} is not a directory.") and "Traceback" not in proc.stderr
+    assert message.endswith(
+        f"1 more of them cannot be diagnosed either: {b}. None of the 3 directories was diagnosed: fix or leave "
+        f"out each bad one and run the command again."
+    )
+    report = regcli("report", a, missing, cwd=tmp_path)
+    assert report.returncode == 2 and report.stdout == "", report.stderr
+    assert flat(report.stderr).endswith(
+        f"None of the 2 directories was reported: fix or leave out {missing} and run the command again."
+    )
+    assert snapshot(out) == before  # no diagnosis.md, no report.html
+
+    (b / rundir.SUMMARY).write_bytes((trained.b / rundir.SUMMARY).read_bytes())
+    proc = regcli("report", a, b, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(a / "report.html"), str(b / "report.html")]
+    assert all((run / "report.html").read_text().startswith("<!DOCTYPE html>") for run in (a, b))
 
 
 # --- read-only run directories -----------------------------------------------------------

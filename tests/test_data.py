@@ -21,6 +21,7 @@ def data_spec(**overrides):
     fields = {
         "source": None,
         "path": None,
+        "impute": "none",
         "target": None,
         "params": {},
         "split_seed": None,
@@ -95,6 +96,17 @@ def test_builtin_sources_load_with_task_and_shapes(source, task, n_classes, n_ro
         n_val,
         n_test,
     )
+
+
+@pytest.mark.parametrize("source", sorted(SOURCE_PARAMS) + ["breast_cancer", "digits", "wine", "iris", "diabetes"])
+def test_source_shape_is_what_loading_gives(source):
+    """`regcli validate` describes built-in sources from `source_shape`, without loading them."""
+    from regcli.data.sources import source_shape
+
+    ds = load(source=source)
+    n_rows, n_features, class_names = source_shape(source, {})
+    assert (n_rows, n_features) == (ds.info["n_rows"], ds.n_features)
+    assert class_names == (ds.class_names if ds.task != "regression" else None)
 
 
 def test_digits_records_image_shape_and_breast_cancer_class_names():
@@ -447,13 +459,31 @@ def test_csv_nan_names_the_column_and_row_count(tmp_path):
     )
     with pytest.raises(DataError) as err:
         load(path=str(path), target="t")
-    assert str(err.value).startswith(
-        f"Feature columns of data.path '{path}' have missing (NaN) or infinite values: 'age' (2 rows). "
+    assert str(err.value) == (
+        f"Feature columns of data.path '{path}' have missing (NaN) values: 'age' (2 rows). Set data.impute: "
+        "median (or mean, most_frequent) to fill numeric columns with that statistic of the training split and "
+        'give string columns a "missing" level, or drop or fill those rows before training.'
     )
     path_t = tmp_path / "nan_target.csv"
     pd.DataFrame({"a": range(10), "t": [0, 1, None] + [1] * 7}).to_csv(path_t, index=False)
-    with pytest.raises(DataError, match="data.target column 't' of .* has 1 of 10 rows with a missing"):
-        load(path=str(path_t), target="t")
+    for impute in ("none", "median"):  # data.impute never fills a target
+        with pytest.raises(DataError) as err:
+            load(path=str(path_t), target="t", impute=impute)
+        assert str(err.value) == (
+            f"data.target column 't' of data.path '{path_t}' has 1 of 10 rows with a missing (NaN) or infinite "
+            "value. data.impute fills features only, never targets: drop those rows from the file."
+        )
+
+
+def test_infinite_feature_values_are_refused_whatever_the_impute_mode(tmp_path):
+    path = tmp_path / "inf.csv"
+    pd.DataFrame({"x": [1.0, np.inf, 3.0, np.nan] * 5, "t": [0, 1] * 10}).to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        load(path=str(path), target="t", impute="mean")
+    assert str(err.value) == (
+        f"Feature columns of data.path '{path}' have infinite values: 'x' (5 rows). data.impute fills missing "
+        "(NaN) values only: replace or drop those rows before training."
+    )
 
 
 def test_free_text_column_is_refused(tmp_path):

@@ -431,17 +431,28 @@ def test_accuracy_monitor_is_read_in_max_mode():
 # --------------------------------------------------------------------------- warnings
 
 
-def test_penalty_dominating_the_loss():
-    assert "penalty_dominates" in codes(run(summary=make_summary(penalty_share=0.7)))
-    assert "penalty_dominates" not in codes(run(summary=make_summary(penalty_share=0.3)))
+def test_penalty_dominating_the_loss_of_a_model_that_does_not_fit_its_training_data():
+    assert "penalty_dominates" in codes(run(summary=make_summary(0.2, 0.22, penalty_share=0.7)))
+    assert "penalty_dominates" not in codes(run(summary=make_summary(0.2, 0.22, penalty_share=0.3)))
+    # A model that fits (train error 0.02 within the 0.05 bias tolerance) has a small data loss,
+    # so any penalty is a large share of it: that is not the penalty winning.
+    assert "penalty_dominates" not in codes(run(summary=make_summary(0.02, 0.03, penalty_share=0.7)))
 
 
-def test_val_loss_monitor_with_a_penalty():
-    result = run()
+def test_val_loss_monitor_with_a_penalty_that_chose_another_epoch_than_the_data_loss():
+    val = np.concatenate([np.linspace(0.5, 0.2, 15), np.linspace(0.21, 0.26, 10)])  # lowest at epoch 15
+    history = make_history(val)
+    result = run(history=history)  # shipped epoch 20 (by val_loss), val_data_loss 0.232 there
     warning = next(w for w in result["warnings"] if w["code"] == "val_loss_includes_penalty")
-    assert "val_loss includes the penalty; rank runs on val_data_loss" in warning["text"]
+    assert warning["text"] == (
+        "Early stopping monitors val_loss, which includes the L1/L2 penalty, and it picked epoch 20 (val_data_loss "
+        "0.232) although val_data_loss was lowest at epoch 15 (0.2): the penalty's movement chose the epoch. "
+        "Monitor val_data_loss to select on the data alone."
+    )
+    # The same epoch by both curves, or no penalty: nothing to say.
+    assert "val_loss_includes_penalty" not in codes(run(history=history, summary=make_summary(best_epoch=15)))
     no_penalty = make_config(**{"model.l2": 0.0})
-    assert "val_loss_includes_penalty" not in codes(run(config=no_penalty))
+    assert "val_loss_includes_penalty" not in codes(run(history=history, config=no_penalty))
     data_monitor = make_config(**{"training.early_stopping.monitor": "val_data_loss"})
     assert "val_loss_includes_penalty" not in codes(
         run(config=data_monitor, summary=make_summary(monitor="val_data_loss"))
@@ -478,10 +489,12 @@ def test_heavy_dropout_on_batchnorm_and_l2():
     )
 
 
-def test_l2_before_batchnorm_shorthand_and_explicit_layers():
-    assert "l2_before_batchnorm" in codes(run(config=make_config(**{"model.batchnorm": True})))
+def test_l2_before_batchnorm_shorthand_and_explicit_layers_said_when_the_run_overfits():
+    overfits = make_summary(0.01, 0.1)
+    assert "l2_before_batchnorm" in codes(run(config=make_config(**{"model.batchnorm": True}), summary=overfits))
+    assert "l2_before_batchnorm" not in codes(run(config=make_config(**{"model.batchnorm": True})))  # a good fit
     assert "l2_before_batchnorm" not in codes(
-        run(config=make_config(**{"model.batchnorm": True, "model.l2": 0.0}))
+        run(config=make_config(**{"model.batchnorm": True, "model.l2": 0.0}), summary=overfits)
     )
     layers = [
         {"type": "dense", "units": 64, "use_bias": False, "kernel_regularizer": {"l2": 1e-4}},
@@ -490,9 +503,9 @@ def test_l2_before_batchnorm_shorthand_and_explicit_layers():
         {"type": "dense", "units": 1, "kernel_regularizer": {"l2": 1e-4}},
     ]
     explicit = make_config(**{"model.hidden": None, "model.layers": layers})
-    assert "l2_before_batchnorm" in codes(run(config=explicit))
+    assert "l2_before_batchnorm" in codes(run(config=explicit, summary=overfits))
     no_bn = make_config(**{"model.hidden": None, "model.layers": [layers[0], layers[2], layers[3]]})
-    assert "l2_before_batchnorm" not in codes(run(config=no_bn))
+    assert "l2_before_batchnorm" not in codes(run(config=no_bn, summary=overfits))
 
 
 def test_validation_set_too_small_for_the_accuracy_monitor():
@@ -509,7 +522,7 @@ def test_validation_set_too_small_for_the_accuracy_monitor():
     )
 
 
-def test_noisy_validation_curve():
+def test_noisy_validation_curve_that_early_stopping_fired_on():
     rng = np.random.default_rng(0)
     noisy = 0.3 + rng.normal(0, 0.02, 25)
     assert "noisy_validation" in codes(run(history=make_history(noisy)))
@@ -517,6 +530,12 @@ def test_noisy_validation_curve():
     assert "noisy_validation" not in codes(run(history=make_history(smooth)))
     tolerant = make_config(**{"training.early_stopping.min_delta": 0.2})
     assert "noisy_validation" not in codes(run(history=make_history(noisy), config=tolerant))
+    # The same jitter on a run that did not stop early decided nothing.
+    ran_out = make_summary(stopped_early=False)
+    assert "noisy_validation" not in codes(run(history=make_history(noisy), summary=ran_out))
+    # Nor on one that stopped after a real rise (a steady climb after the best epoch, 20).
+    risen = np.concatenate([noisy[:19], [0.2], [0.31, 0.33, 0.35, 0.37, 0.39]])
+    assert "noisy_validation" not in codes(run(history=make_history(risen)))
 
 
 def test_early_stopping_that_fired_in_the_first_epochs():
@@ -808,3 +827,16 @@ def test_overfit_run_whose_early_stopping_never_fired_lowers_patience():
 def test_replay_mode_auto_needs_a_known_direction():
     with pytest.raises(BadInputError, match="Set training.early_stopping.mode"):
         replay_early_stopping([0.1], mode="auto", monitor="val_custom")
+
+
+def test_the_quickstarts_own_curve_reads_cleanly():
+    """configs/quickstart.yaml's run: validation bottoms out at epoch 29 and jitters up while training
+    keeps falling; early stopping shipped epoch 29. Nothing in that is a trap (issue: the first hour)."""
+    val = np.concatenate([np.linspace(0.3, 0.083, 28), [0.0579, 0.0677, 0.0680, 0.0768, 0.0786, 0.0710]])
+    history = make_history(val, np.linspace(0.3, 0.0098, 34), val_err=np.full(34, 0.0175), train_err=np.zeros(34))
+    summary = make_summary(0.0, 0.0175, best_epoch=29, shipped_epoch=29, epochs_run=34, penalty_share=0.62, n_val=114)
+    config = make_config(**{"model.batchnorm": True})
+    result = run(history=history, summary=summary, config=config)
+    assert result["verdict"] == "good_fit"
+    assert result["warnings"] == []
+    assert result["evidence"]["curve_reading"].endswith("overfitting after epoch 29, which the shipped epoch 29 precedes.")

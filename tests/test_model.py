@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 
 from regcli.errors import BadInputError
@@ -18,7 +19,7 @@ def layers(model: keras.Model) -> list[tuple[str, str]]:
     return [(layer.name, type(layer).__name__) for layer in model.layers]
 
 
-def test_shorthand_blocks_with_batchnorm_have_no_dense_bias_and_the_penalties_on_every_kernel(tmp_path):
+def test_shorthand_blocks_with_batchnorm_have_no_dense_bias_and_the_penalties_on_every_hidden_kernel(tmp_path):
     spec = model_spec(tmp_path, hidden=[8, 4], batchnorm=True, dropout=0.25, l1=1e-3, l2=1e-2, activity_l2=1e-5,
                       bn_momentum=0.9)
     model = build_model(spec, n_features=5, task="multiclass", n_classes=3)
@@ -30,9 +31,10 @@ def test_shorthand_blocks_with_batchnorm_have_no_dense_bias_and_the_penalties_on
         ("block2_dropout", "Dropout"),
         ("output", "Dense"),
     ]
-    for name in ("block1_dense", "block2_dense", "output"):
+    for name in ("block1_dense", "block2_dense"):
         reg = model.get_layer(name).kernel_regularizer
         assert isinstance(reg, keras.regularizers.L1L2) and (float(reg.l1), float(reg.l2)) == pytest.approx((1e-3, 1e-2)), name
+    assert model.get_layer("output").kernel_regularizer is None  # as the seed writes it: the head is not penalized
     dense = model.get_layer("block1_dense")
     assert dense.use_bias is False and dense.bias_regularizer is None  # BN's beta makes the bias redundant
     assert float(dense.activity_regularizer.l2) == pytest.approx(1e-5)
@@ -104,3 +106,132 @@ def test_freeze_by_name_and_by_index_counts_layers_after_the_input(tmp_path):
         apply_freeze(fresh, [4])
     with pytest.raises(BadInputError, match=r"model.freeze.1 names no layer of this model. Received: 'nope'"):
         apply_freeze(fresh, [0, "nope"])
+
+
+# ---------------------------------------------------------------------------------------
+# The seed's template, as a Keras user writes it
+# ---------------------------------------------------------------------------------------
+def seed_template_by_hand() -> keras.Sequential:
+    """The seed article's combined template, written in plain Keras (no regcli)."""
+    L2 = keras.regularizers.L2
+    return keras.Sequential([
+        keras.Input(shape=(30,)),
+        keras.layers.Dense(256, use_bias=False, kernel_regularizer=L2(1e-4)),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(128, use_bias=False, kernel_regularizer=L2(1e-4)),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+
+
+SEED_TEMPLATE_LAYERS = [
+    {"type": "dense", "units": 256, "use_bias": False, "kernel_regularizer": {"l2": 1e-4}},
+    {"type": "batchnorm"},
+    {"type": "activation", "activation": "relu"},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "dense", "units": 128, "use_bias": False, "kernel_regularizer": {"l2": 1e-4}},
+    {"type": "batchnorm"},
+    {"type": "activation", "activation": "relu"},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "dense", "units": 1, "activation": "sigmoid"},
+]
+
+
+def layer_facts(layer: keras.layers.Layer) -> dict:
+    """What makes two layers the same layer: kind, shape, activation, penalties, rates, BN settings."""
+    def reg(r):
+        return None if r is None else (type(r).__name__, round(float(getattr(r, "l1", 0.0)), 12),
+                                       round(float(getattr(r, "l2", 0.0)), 12))
+
+    facts = {"class": type(layer).__name__, "weights": [tuple(w.shape) for w in layer.weights]}
+    for attr in ("units", "use_bias", "rate", "momentum", "epsilon"):
+        if hasattr(layer, attr):
+            facts[attr] = getattr(layer, attr)
+    if hasattr(layer, "activation"):
+        facts["activation"] = layer.activation.__name__
+    for attr in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        if hasattr(layer, attr):
+            facts[attr] = reg(getattr(layer, attr))
+    return facts
+
+
+@pytest.mark.parametrize("how", ["shorthand", "explicit layers"])
+def test_the_seed_template_builds_the_hand_written_keras_model_layer_for_layer(tmp_path, how):
+    model_block = ({"hidden": [256, 128], "batchnorm": True, "dropout": 0.2, "l2": 1e-4} if how == "shorthand"
+                   else {"layers": SEED_TEMPLATE_LAYERS})
+    ours = build_model(model_spec(tmp_path, **model_block), n_features=30, task="binary", n_classes=2)
+    theirs = seed_template_by_hand()
+    mine = [layer for layer in ours.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert [layer_facts(layer) for layer in mine] == [layer_facts(layer) for layer in theirs.layers]
+    assert ours.count_params() == theirs.count_params()
+    # Same weights in, same outputs out, in inference and in the penalty Keras adds to the loss.
+    theirs.set_weights(ours.get_weights())
+    x = np.random.default_rng(0).normal(size=(9, 30)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(sum(float(v) for v in ours.losses), sum(float(v) for v in theirs.losses), rtol=1e-6)
+
+
+def test_a_trailing_dense_with_the_tasks_outputs_is_the_output_layer_not_followed_by_another(tmp_path):
+    spec = model_spec(tmp_path, layers=[{"type": "dense", "units": 8, "activation": "relu"},
+                                        {"type": "dense", "units": 3, "activation": "softmax", "name": "probs"}])
+    model = build_model(spec, n_features=4, task="multiclass", n_classes=3)
+    assert layers(model) == [("features", "InputLayer"), ("layer0_dense", "Dense"), ("probs", "Dense")]
+    # Dense(1) then Activation("sigmoid") is the same head in two layers.
+    spec = model_spec(tmp_path, layers=[{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 1},
+                                        {"type": "activation", "activation": "sigmoid"}])
+    model = build_model(spec, n_features=4, task="binary", n_classes=2)
+    assert [name for name, _ in layers(model)] == ["features", "layer0_dense", "layer1_dense", "layer2_activation"]
+    # Regression: a one-unit dense ends the model, linear or (positive targets) relu.
+    spec = model_spec(tmp_path, layers=[{"type": "dense", "units": 8, "activation": "relu"},
+                                        {"type": "dense", "units": 1, "activation": "relu"}])
+    assert build_model(spec, n_features=4, task="regression", n_classes=0).output_shape == (None, 1)
+    assert len(build_model(spec, n_features=4, task="regression", n_classes=0).layers) == 3
+
+
+@pytest.mark.parametrize("last, task, message", [
+    ({"type": "dense", "units": 1, "activation": "sigmoid"}, "multiclass",
+     "model.layers.1 is a dense layer with 1 unit and sigmoid, an activation only an output layer has, but it is "
+     "not this multiclass task's output layer, which is a dense layer with units 3 and activation: softmax."),
+    ({"type": "activation", "activation": "softmax"}, "multiclass",
+     "model.layers.1 is an activation layer with softmax, an activation only an output layer has"),
+    ({"type": "dense", "units": 1}, "binary",
+     "model.layers.1 is the output layer (a dense layer with units 1, the binary task's outputs, ends the model), "
+     "so it needs activation: sigmoid. Received: activation=None."),
+    ({"type": "dense", "units": 1, "activation": "softmax"}, "regression",
+     "model.layers.1 is the output layer (a dense layer with units 1, the regression task's outputs"),
+])
+def test_a_trailing_layer_that_looks_like_a_head_but_is_not_this_tasks_is_refused(tmp_path, last, task, message):
+    spec = model_spec(tmp_path, layers=[{"type": "dense", "units": 8, "activation": "relu"}, last])
+    with pytest.raises(BadInputError) as caught:
+        build_model(spec, n_features=4, task=task, n_classes=3)
+    assert str(caught.value).startswith(message)
+
+
+def test_output_l2_opts_the_output_kernel_into_the_penalty(tmp_path):
+    model = build_model(model_spec(tmp_path, hidden=[4], output_l2=1e-3), n_features=3, task="binary", n_classes=2)
+    head = model.get_layer("output")
+    assert isinstance(head.kernel_regularizer, keras.regularizers.L2)
+    assert float(head.kernel_regularizer.l2) == pytest.approx(1e-3)
+    assert float(model.get_layer("block1_dense").kernel_regularizer.l2) == pytest.approx(1e-4)  # the default l2
+
+
+def test_validate_checks_the_output_layer_against_the_data_and_warns_about_settings_that_do_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from regcli.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {source: iris}\nmodel:\n  layers:\n    - {type: dense, units: 8, activation: relu}\n"
+                    "    - {type: dense, units: 1, activation: sigmoid}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    assert "model.layers.1 is a dense layer with 1 unit and sigmoid" in result.output
+    assert "Traceback" not in result.output
+    spec.write_text("data: {source: breast_cancer}\nmodel: {batchnorm: true, bias_l2: 1.0e-3}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0
+    assert "warning: model.bias_l2 (0.001) has no effect with model.batchnorm: true" in result.output

@@ -193,6 +193,20 @@ def test_every_png_of_a_sweep_is_inlined_with_a_caption_from_its_name(sweep_dir,
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
+def test_a_run_and_a_sweep_in_one_command_each_get_their_report(run_dir, sweep_dir, tmp_path):
+    run = Path(shutil.copytree(run_dir, tmp_path / run_dir.name, ignore=shutil.ignore_patterns(REPORT)))
+    sweep = Path(shutil.copytree(sweep_dir, tmp_path / sweep_dir.name, ignore=shutil.ignore_patterns(REPORT)))
+    best = json.loads((sweep / "best.json").read_text())
+    skipped = "this is a --smoke sweep, and a smoke run never consults the test split"
+    (sweep / "best.json").write_text(json.dumps({**best, "final_test": None, "final_test_skipped": skipped}))
+    result = CliRunner().invoke(app, ["report", str(run), str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(run / REPORT), str(sweep / REPORT)]
+    page = (sweep / REPORT).read_text()
+    assert f"No final test: {skipped}." in page and "Final test, the winner only" not in page
+    assert (run / REPORT).read_text().startswith("<!DOCTYPE html>")
+
+
 def test_report_imports_neither_tensorflow_nor_keras(run_dir, tmp_path):
     run = Path(shutil.copytree(run_dir, tmp_path / run_dir.name))
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "regcli", "report", str(run)],

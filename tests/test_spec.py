@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from regcli.spec import (
     load_yaml_text,
     parse_override,
     spec_to_dict,
+    spec_warnings,
     validate_experiment,
 )
 
@@ -407,8 +409,53 @@ def test_shorthand_knobs_have_no_effect_with_layers():
     raw = with_overrides("model.dropout=0.5", "model.layers=[{type: dense, units: 8}]")
     assert problems(raw) == [
         "model.dropout: applies only to the model.hidden shorthand and has no effect with model.layers. "
-        "Received: 0.5. Set it on the layers instead (e.g. {type: dropout, rate: 0.3}, "
-        "kernel_regularizer: {l2: 1.0e-4}) or remove model.dropout."
+        "Received: 0.5. Add {type: dropout, rate: 0.2} layers where you want dropout, or remove model.dropout."
+    ]
+
+
+def test_shorthand_knobs_are_refused_beside_layers_even_at_their_default_value():
+    raw = with_overrides("model.l2=1.0e-4", "model.batchnorm=true", "model.layers=[{type: dense, units: 8}]")
+    assert problems(raw) == [
+        "model.batchnorm: applies only to the model.hidden shorthand and has no effect with model.layers. "
+        "Received: true. Add {type: batchnorm} layers (after a dense layer with use_bias: false), or remove "
+        "model.batchnorm.",
+        "model.l2: applies only to the model.hidden shorthand and has no effect with model.layers. "
+        "Received: 0.0001. Give the dense layers kernel_regularizer: {l2: 1.0e-4}, or remove model.l2.",
+    ]
+
+
+def test_the_resolved_spec_of_explicit_layers_leaves_the_shorthand_keys_out_and_round_trips(tmp_path):
+    spec = validate_experiment(with_overrides("model.layers=[{type: dense, units: 8}]"), tmp_path)
+    model = spec_to_dict(spec)["model"]
+    assert not {"hidden", "l1", "l2", "dropout", "batchnorm", "bias_l2", "activity_l2", "bn_momentum",
+                "activation", "output_l2"} & set(model)
+    assert model["layers"][0]["units"] == 8
+    again = validate_experiment(yaml.safe_load(dump_spec_yaml(spec)), tmp_path)
+    assert again == spec
+    # The shorthand keeps every key, with its default.
+    shorthand = spec_to_dict(validate_experiment(MINIMAL, tmp_path))["model"]
+    assert (shorthand["hidden"], shorthand["l2"], shorthand["output_l2"]) == ([256, 128], 1e-4, 0.0)
+
+
+def test_a_penalty_written_inside_a_layer_points_to_its_regularizer():
+    assert problems(with_overrides("model.layers=[{type: dense, units: 8, l2: 1.0e-4}, {type: dropout, rate: 0.1, "
+                                   "batchnorm: true}]")) == [
+        "Unknown key 'model.layers.0.l2'. A layer's penalties go in kernel_regularizer: {l2: 1.0e-4} "
+        "(bias_regularizer, activity_regularizer likewise).",
+        "Unknown key 'model.layers.1.batchnorm'. BatchNorm is a layer of its own: add {type: batchnorm} after this "
+        "one (and use_bias: false here).",
+    ]
+
+
+def test_settings_that_do_nothing_are_warned_about():
+    assert spec_warnings(validate_experiment(with_overrides("model.bias_l2=1e-3"), Path("."))) == [
+        "model.bias_l2 (0.001) has no effect with model.batchnorm: true: a BatchNorm block's Dense layer has no "
+        "bias (BatchNorm's beta takes its place). Remove model.bias_l2, or set model.batchnorm: false."
+    ]
+    assert spec_warnings(validate_experiment(with_overrides("model.bias_l2=1e-3", "model.batchnorm=false"), Path("."))) == []
+    layers = "model.layers=[{type: dense, units: 8, use_bias: false, bias_regularizer: {l2: 1.0e-3}}]"
+    assert spec_warnings(validate_experiment(with_overrides(layers), Path("."))) == [
+        "model.layers.0.bias_regularizer has no effect: the layer has use_bias: false. Remove it, or set use_bias: true."
     ]
 
 

@@ -46,7 +46,7 @@ def slices(stack: TowerStack, model: keras.Model, k: int) -> list[np.ndarray]:
 def test_a_stack_computes_each_towers_model_and_penalty_exactly(tmp_path):
     """Inference mode, BatchNorm towers with different penalties: outputs, penalties, weights."""
     specs, models = towers(tmp_path, [{"hidden": [16], "batchnorm": True, "dropout": 0.0, "l2": 1e-3},
-                                      {"hidden": [16], "batchnorm": True, "dropout": 0.0, "l2": 0.0, "l1": 1e-3}],
+                                      {"hidden": [16], "batchnorm": True, "dropout": 0.0, "l2": 0.0, "l1": 1e-3, "output_l2": 1e-2}],
                            scramble=True)
     stack = stack_of(specs, models)
     out = keras.ops.convert_to_numpy(stack(X, training=False))
@@ -65,7 +65,7 @@ def test_one_training_step_of_a_stack_is_one_step_of_each_separate_model(tmp_pat
     specs, models = towers(tmp_path, [
         {"hidden": [6, 3], "batchnorm": False, "dropout": 0.0, "l2": 0.0, "l1": 1e-2},
         {"hidden": [6, 3], "batchnorm": False, "dropout": 0.0, "l2": 1e-1, "bias_l2": 1e-2},
-        {"hidden": [6, 3], "batchnorm": False, "dropout": 0.0, "l2": 0.0},
+        {"hidden": [6, 3], "batchnorm": False, "dropout": 0.0, "l2": 0.0, "output_l2": 1e-1},
     ])
     stack = stack_of(specs, models)
     inputs = keras.Input((X.shape[1],))

@@ -33,6 +33,7 @@ def test_group_packs_splits_by_key_size_and_workers():
     assert group_packs([("x", "a"), ("y", "b"), ("z", "a")]) == [["x", "z"], ["y"]]
     assert [len(p) for p in group_packs([(str(i), "a") for i in range(8)], workers=2)] == [4, 4]
     assert pack_label(["t000-l2_0-s0", "t007-l2_1-s0"]) == "pack of 2: t000..t007"
+    assert group_packs([], workers=2) == []  # `sweep --resume` of a sweep whose every trial finished
 
 
 def write(tmp_path, name):

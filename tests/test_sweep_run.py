@@ -27,6 +27,7 @@ import pytest
 
 from regcli import rundir
 from regcli.sweep import store
+from regcli.sweep.aggregate import FINAL_TEST_SKIPPED_SMOKE
 from regcli.sweep.run import prepare_sweep, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -167,6 +168,26 @@ def test_a_failing_trial_is_recorded_and_the_others_complete(tmp_path):
     assert [e["run_name"] for e in ledger] == ["t000-path_good-s0"]
     summary = json.loads((result.sweep_dir / best["shipped_run"] / rundir.SUMMARY).read_text())
     assert summary["metrics"]["test"] == best["final_test"]["metrics"]
+
+
+def test_a_smoke_sweep_skips_its_final_test_and_leaves_the_ledger_alone(tmp_path):
+    path = write_sweep(tmp_path, {"params": {"model.l2": [0.0, 1.0e-3, 1.0e-2]}, "final_test": True})
+    proc = regcli("sweep", path, "--smoke", "--out", tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = Path(proc.stdout.splitlines()[0])
+    assert states(sweep_dir) == {"t000-l2_0-s0": "completed", "t001-l2_0.001-s0": "completed"}  # --smoke: 2 trials
+    best = json.loads((sweep_dir / store.BEST).read_text())
+    assert best["final_test"] is None and best["smoke"] is True
+    assert best["final_test_skipped"] == FINAL_TEST_SKIPPED_SMOKE
+    assert f"final_test skipped: {FINAL_TEST_SKIPPED_SMOKE}." in best["notes"]
+    assert "note: final_test skipped: this is a --smoke sweep" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "runs" / "test_ledger.jsonl").exists()  # the test split was never consulted
+    for trial in states(sweep_dir):
+        assert "test" not in json.loads((sweep_dir / "trials" / trial / rundir.SUMMARY).read_text())["metrics"]
+    # ... and `regcli test` refuses the smoke sweep's winner too.
+    tested = regcli("test", sweep_dir / best["shipped_run"])
+    assert tested.returncode == 2 and "was a --smoke run (2 epoch(s), 256 training rows)" in " ".join(tested.stderr.split())
+    assert not (tmp_path / "runs" / "test_ledger.jsonl").exists()
 
 
 def test_sigkill_then_resume_runs_every_trial_exactly_once(tmp_path):

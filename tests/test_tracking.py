@@ -95,7 +95,7 @@ def test_tracking_is_off_by_default_and_validate_prints_the_resolved_block(tmp_p
     if not tracking.mlflow_installed():
         pytest.skip("mlflow is not installed")
     assert result.exit_code == 0, result.output
-    block = yaml.safe_load(result.output)["tracking"]
+    block = yaml.safe_load(result.stdout)["tracking"]  # stderr carries the data summary
     # A relative store is resolved against the spec file's directory and printed absolute.
     assert block == {"tensorboard": True, "mlflow": {"uri": str(tmp_path / "store" / "mlruns"), "experiment": "bc"}}
     assert not (tmp_path / "store").exists()  # validate creates nothing

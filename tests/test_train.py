@@ -77,11 +77,12 @@ def test_run_directory_has_every_file_and_key(tmp_path):
 
 
 def test_l2_penalty_is_in_loss_not_in_data_loss_and_equals_lambda_sum_w2(tmp_path):
-    lam = 1e-2
-    outcome, history = train(tmp_path, model={"hidden": [8], "l2": lam})
+    lam, lam_out = 1e-2, 3e-2  # l2 on the hidden kernels, output_l2 on the output layer's (opt-in)
+    outcome, history = train(tmp_path, model={"hidden": [8], "l2": lam, "output_l2": lam_out})
     summary = outcome.summary
     model = keras.saving.load_model(outcome.run_dir / rundir.MODEL, safe_mode=True)
-    by_hand = sum(lam * float(np.sum(np.square(layer.get_weights()[0]))) for layer in model.layers if hasattr(layer, "kernel"))
+    by_hand = sum((lam_out if layer.name == "output" else lam) * float(np.sum(np.square(layer.get_weights()[0])))
+                  for layer in model.layers if hasattr(layer, "kernel"))
     assert summary["penalty"] == pytest.approx(by_hand, rel=1e-5)
     train_m = summary["metrics"]["train"]
     assert train_m["loss"] - train_m["data_loss"] == pytest.approx(by_hand, rel=1e-3)

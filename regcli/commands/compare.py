@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -128,24 +127,13 @@ def run_labels(names: Sequence[str], knobs: Mapping[str, list[Any]], max_knobs: 
     return labels
 
 
-def overlay_plot(runs: Sequence[dict[str, Any]], path: Path, labels: Sequence[str] | None = None) -> None:
-    """Validation data_loss and validation error vs epoch, one colour per run, shipped epoch marked."""
-    from matplotlib.ticker import MaxNLocator
-
-    from regcli.plots import pyplot
-
-    plt = pyplot()
-
-    labels = list(labels) if labels is not None else [r["name"] for r in runs]
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = plt.get_cmap("tab10")
-    panels = ((axes[0], "validation data_loss (penalty-free)"), (axes[1], "validation error"))
+def _overlay_panels(axes, runs: Sequence[dict[str, Any]], labels: Sequence[str], colours) -> None:
+    """Each run's validation data_loss and error curves, its shipped epoch as a ringed dot."""
     for i, run in enumerate(runs):
         h = run["history"]
         colour = colours(i % 10)
         curves = (h["val_data_loss"] if "val_data_loss" in h else h["val_loss"], _error_curve(h))
-        for (ax, _), curve in zip(panels, curves, strict=True):
+        for ax, curve in zip(axes, curves, strict=True):
             if curve is None:
                 continue
             ax.plot(h["epoch"], curve, color=colour, linewidth=1.8, label=labels[i])
@@ -154,17 +142,50 @@ def overlay_plot(runs: Sequence[dict[str, Any]], path: Path, labels: Sequence[st
             if len(shipped):
                 ax.plot([best], [curve[shipped[0]]], marker="o", markersize=8, color=colour,
                         markeredgecolor="black", linestyle="none")
-    for ax, title in panels:
+
+
+def overlay_figure(runs: Sequence[dict[str, Any]], labels: Sequence[str] | None = None):
+    """The Figure of the overlay plot: two panels, one legend below them (never on a curve).
+
+    The legend is measured before the margins are set: the figure grows by the legend's
+    height (two columns when they fit the width, else one), so it neither shrinks the panels
+    nor runs off the page, however many runs there are.
+    """
+    import textwrap
+
+    from matplotlib.ticker import MaxNLocator
+
+    from regcli.plots import figure_legend, pyplot
+
+    plt = pyplot()
+    labels = [textwrap.fill(str(s), 100) for s in (labels if labels is not None else [r["name"] for r in runs])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    _overlay_panels(axes, runs, labels, plt.get_cmap("tab10"))
+    for ax, title in zip(axes, ("validation data_loss (penalty-free)", "validation error"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("validation curves (o = shipped epoch)", fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    rundir.atomic_write_bytes(Path(path), buf.getvalue())
+    renderer = fig.canvas.get_renderer()
+    legend = figure_legend(fig, axes, fontsize=7.5, ncol=2)
+    if legend.get_window_extent(renderer).width > 0.97 * fig.bbox.width:
+        legend.remove()
+        legend = figure_legend(fig, axes, fontsize=7.5, ncol=1)
+    legend_in = legend.get_window_extent(renderer).height / fig.dpi
+    # Inches: 0.6 above the panels for the two titles, 0.55 below for ticks and the x label.
+    height = 0.6 + 3.0 + 0.55 + legend_in + 0.1
+    fig.set_size_inches(11, height)
+    fig.subplots_adjust(left=0.06, right=0.985, top=1 - 0.6 / height, bottom=(0.55 + legend_in + 0.1) / height, wspace=0.18)
+    legend.set_bbox_to_anchor((0.5, 0.05 / height), transform=fig.transFigure)
+    fig.suptitle("validation curves (o = shipped epoch)", fontsize=10, y=1 - 0.08 / height, va="top")
+    return fig
+
+
+def overlay_plot(runs: Sequence[dict[str, Any]], path: Path, labels: Sequence[str] | None = None) -> None:
+    """Validation data_loss and validation error vs epoch, one colour per run, shipped epoch marked."""
+    from regcli.plots import save_png
+
+    save_png(overlay_figure(runs, labels), Path(path))
 
 
 def compare_runs(run_dirs: Sequence[Path], *, out: Path | None = None) -> dict[str, Any]:

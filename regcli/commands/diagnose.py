@@ -8,6 +8,7 @@ are refreshed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,15 @@ VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "good_fit", 
 
 
 def fail_on_verdicts(text: str | None) -> set[str]:
-    """Parses `--fail-on high_variance,diverged` into a set; unknown verdicts are bad input."""
-    if not text:
+    """Parses `--fail-on high_variance,diverged` into a set; None is no gate, an empty or unknown verdict is bad input."""
+    if text is None:
         return set()
     verdicts = {v.strip() for v in text.split(",") if v.strip()}
+    if not verdicts:
+        raise BadInputError(
+            f"--fail-on must list at least one verdict, e.g. --fail-on high_variance,diverged. "
+            f"Valid verdicts: {', '.join(VERDICTS)}. Received: {text!r}. Leave --fail-on out to never fail."
+        )
     unknown = sorted(verdicts - set(VERDICTS))
     if unknown:
         raise BadInputError(
@@ -44,18 +50,44 @@ def diagnosis_inputs(files: rundir.RunFiles, doing: str = "diagnosed") -> tuple[
 
 def diagnose_run(run: Path, *, replay: str | None = None) -> dict[str, Any]:
     """Recomputes the diagnosis from the run's files, rewrites diagnosis.json/.md, optionally replays."""
-    from regcli.diagnosis import diagnose, render_markdown
-    from regcli.replay import parse_replay_arg, replay_report
+    return diagnose_runs([run], replay=replay)[0]
+
+
+def diagnose_runs(runs: Sequence[Path], *, replay: str | None = None) -> list[dict[str, Any]]:
+    """`diagnose_run` of several runs, all or nothing: every run is read and diagnosed before any file is rewritten.
+
+    Returns:
+        One result per run, in order: `{"run_dir", "diagnosis", "replay" (with --replay), "not_written"}`;
+        `not_written` is None, or the paragraph saying why diagnosis.json/.md could not be rewritten.
+
+    Raises:
+        RunDirError / BadInputError (exit code 2): a run directory is missing, unfinished or corrupt, or
+            `replay` is malformed. No diagnosis file of any run is rewritten then.
+    """
+    from regcli.commands.several import each_or_none
+    from regcli.replay import parse_replay_arg
 
     overrides = parse_replay_arg(replay) if replay else None
-    run = Path(run)
+    computed = each_or_none([Path(run) for run in runs], lambda run: _compute(run, overrides), "diagnosed")
+    results = []
+    for result, markdown in computed:
+        run = Path(result["run_dir"])
+        result["not_written"] = _rewrite_diagnosis(run, result["diagnosis"], markdown)
+        results.append(result)
+    return results
+
+
+def _compute(run: Path, overrides: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """(result, diagnosis.md text) of one run, from its files; writes nothing."""
+    from regcli.diagnosis import diagnose, render_markdown
+    from regcli.replay import replay_report
+
     summary, history, config = diagnosis_inputs(rundir.RunFiles.open(run))
     diagnosis = diagnose(history, summary, config)
     result: dict[str, Any] = {"run_dir": str(run), "diagnosis": diagnosis}
     if overrides is not None:
         result["replay"] = replay_report(history, summary, config, overrides)
-    result["not_written"] = _rewrite_diagnosis(run, diagnosis, render_markdown(diagnosis, summary))
-    return result
+    return result, render_markdown(diagnosis, summary)
 
 
 def _rewrite_diagnosis(run: Path, diagnosis: dict[str, Any], markdown: str) -> str | None:

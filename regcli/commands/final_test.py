@@ -1,6 +1,7 @@
 """The final exam (SPEC §1 `regcli test`, §5.5): the shipped model, once, on the untouched test split.
 
-`final_test(run_dir)` rebuilds the exact test split from the run's resolved config.yaml,
+`final_test(run_dir)` refuses a --smoke run (SPEC §1: a smoke run never consults the test split),
+rebuilds the exact test split from the run's resolved config.yaml,
 refuses when its fingerprint differs from the one the run recorded (the data changed),
 evaluates model.keras once in inference mode, records the result in the test ledger and
 adds `metrics.test` to summary.json. Every check that can fail runs before Keras is
@@ -163,10 +164,16 @@ def _record_in_summary(run: Path, ledger_path: Path, metrics: dict[str, Any]) ->
         ) from None
 
 
-_SMOKE_NOTE = (
-    "This was a --smoke run: the model trained on at most 256 rows and 2 epochs, but the test "
-    "split is the full one (the smoke cap trims the training split only)."
-)
+def _check_not_smoke(files: rundir.RunFiles, summary: dict[str, Any]) -> None:
+    """A --smoke run (summary.json or environment.json `smoke: true`) is refused: SPEC §1, it never consults the test split."""
+    if summary.get("smoke") is not True and files.environment.get("smoke") is not True:
+        return
+    epochs, rows = summary.get("epochs_run", "at most 2"), summary.get("n_train", "at most 256")
+    raise BadInputError(
+        f"{files.path} was a --smoke run ({epochs} epoch(s), {rows} training rows): its test result would mean "
+        f"nothing and would spend the test split. Train it for real (the same spec without --smoke) and test "
+        f"that run; the test split is not looked at."
+    )
 
 
 def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
@@ -179,18 +186,19 @@ def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
 
     Returns:
         `{"run_dir", "run_name", "metrics", "val_metrics", "n_test", "test_fingerprint", "ledger",
-        "consulted_before", "previous_runs", "smoke", "notes"}`. `metrics` is what went into
+        "consulted_before", "previous_runs"}`. `metrics` is what went into
         summary.json `metrics.test`; `previous_runs` names the run of every earlier ledger entry for
         the same test split, oldest first.
 
     Raises:
-        RunDirError / BadInputError (exit code 2): the run is missing, not completed, corrupt, has no
-            test split, or its test split changed. Nothing is written then.
+        RunDirError / BadInputError (exit code 2): the run is missing, not completed, corrupt, a
+            --smoke run, has no test split, or its test split changed. Nothing is written then.
     """
     files = rundir.RunFiles.open(Path(run_dir))
     run = files.path
     ledger_path = Path(ledger) if ledger is not None else default_ledger(run)
     summary, fingerprint, task = _testable_summary(files)
+    _check_not_smoke(files, summary)
     _check_model_file(run)
     env = files.environment
     _check_writable(run, ledger_path)
@@ -200,7 +208,6 @@ def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
         raise _no_test_split(run)
 
     metrics = _evaluate_once(run, spec, env, ds)
-    smoke = bool(env.get("smoke", summary.get("smoke", False)))
     entry = {
         "time": rundir.utc_now(),
         "run": str(run.absolute()),
@@ -222,8 +229,6 @@ def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
         "ledger": str(ledger_path),
         "consulted_before": written["consulted_before"],
         "previous_runs": [e.get("run_name") or e.get("run") for e in before],
-        "smoke": smoke,
-        "notes": [_SMOKE_NOTE] if smoke else [],
     }
 
 

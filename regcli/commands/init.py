@@ -79,10 +79,11 @@ data:
   val_fraction: 0.2      # of all rows: 0.2 + 0.2 leaves 60 % (341 rows) to train on
   test_fraction: 0.2     # held out for `regcli test`; never used for training or selection
 model:
-  hidden: [256, 128]     # one block per entry: Dense(no bias) -> BatchNorm -> ReLU -> Dropout
+  hidden: [256, 128]     # one block per entry: Dense(no bias) -> BatchNorm -> ReLU -> Dropout,
+                         # then the output layer, Dense(1, sigmoid), which l2 leaves unpenalized
   batchnorm: true
   dropout: 0.2           # share of units dropped while training; 0.1 to 0.5 is typical, 0 turns it off
-  l2: 1e-4               # kernel penalty; move it in decades (1e-5 .. 1e-2). 1e-4 is read as a number
+  l2: 1e-4               # hidden-kernel penalty; move it in decades (1e-5 .. 1e-2). 1e-4 is read as a number
 training:
   epochs: 100            # an upper bound: early stopping ends the run sooner
   batch_size: 32         # BatchNorm needs batches of 16 or more (the diagnosis warns below that)
@@ -98,7 +99,9 @@ _CNN = """\
 # 10 classes, no download). The 64 flat features are reshaped to 8x8x1 for the conv layers.
 #   regcli train <SPEC>
 # model.layers gives full control; regularize each layer itself (model.dropout/l2 apply to
-# the model.hidden shorthand only, and regcli refuses them here).
+# the model.hidden shorthand only, and regcli refuses them here). The output layer: end the
+# list with {type: dense, units: 10, activation: softmax} (the task's outputs) and it IS the
+# output layer; end it with a hidden layer, as here, and regcli adds that output layer.
 name: digits-cnn
 seed: 0
 data:

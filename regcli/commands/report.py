@@ -4,7 +4,8 @@ The page needs no network: figures are inlined as base64 PNG data URIs, the CSS 
 there is no script and no web font, and a Content-Security-Policy forbids anything else.
 Only files are read (no TensorFlow, no Keras); every value taken from them is escaped.
 The one file written is `report.html`, atomically, after everything has been read: a bad
-input leaves the directory as it was.
+input leaves the directory as it was. `regcli report DIR...` builds every page before it
+writes the first, so one bad directory among several leaves them all as they were.
 
 (The sweep's terminal display is `regcli.sweep.console`.)
 """
@@ -40,20 +41,48 @@ def write_report(path: Path) -> Path:
             still running or was killed (`rundir.run_state`), holds a file that cannot be read, or
             cannot be written (exit code 2).
     """
+    return write_reports([path])[0]
+
+
+def write_reports(paths: Sequence[Path]) -> list[Path]:
+    """`write_report` of several directories: every page is built before any report.html is written.
+
+    Raises:
+        RunDirError (exit code 2): as `write_report`; a directory that cannot be read stops them all
+            before anything is written.
+    """
+    from regcli.commands.several import each_or_none
+
+    pages = each_or_none([Path(p) for p in paths], render_report, "reported")
+    written: list[Path] = []
+    for path, page in pages:
+        try:
+            written.append(_write_page(path, page))
+        except RunDirError as exc:
+            if not written:
+                raise
+            raise RunDirError(f"{exc} The reports before it were written: {', '.join(map(str, written))}.") from None
+    return written
+
+
+def render_report(path: Path) -> tuple[Path, str]:
+    """(directory, the HTML page) of a run or sweep directory; reads its files, writes nothing."""
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"{path} does not exist (looked for {path.absolute()}). Pass a run or sweep directory.")
     if not path.is_dir():
         raise RunDirError(f"{path} is a file; `regcli report` takes a run directory or a sweep directory.")
     if (path / SWEEP_SPEC).is_file() or (path / MANIFEST).is_file():
-        page = sweep_page(path)
-    elif (path / rundir.STATUS).exists() or (path / rundir.CONFIG).exists():
-        page = run_page(path)
-    else:
-        raise RunDirError(
-            f"{path} is neither a regcli run directory (no {rundir.STATUS}) nor a sweep directory "
-            f"(no {SWEEP_SPEC}). Pass the directory `regcli train` or `regcli sweep` printed."
-        )
+        return path, sweep_page(path)
+    if (path / rundir.STATUS).exists() or (path / rundir.CONFIG).exists():
+        return path, run_page(path)
+    raise RunDirError(
+        f"{path} is neither a regcli run directory (no {rundir.STATUS}) nor a sweep directory "
+        f"(no {SWEEP_SPEC}). Pass the directory `regcli train` or `regcli sweep` printed."
+    )
+
+
+def _write_page(path: Path, page: str) -> Path:
     target = path / REPORT
     try:
         rundir.atomic_write_text(target, page)
@@ -403,6 +432,8 @@ def _winner_html(best: Mapping[str, Any] | None) -> str:
         rows = [(k, final["metrics"][k]) for k in METRIC_KEYS if k in final["metrics"]]
         parts.append(f"<p>Final test, the winner only, once ({esc(final.get('n_test'))} rows):</p>"
                      + table(("metric", "test"), rows))
+    elif best.get("final_test_skipped"):
+        parts.append(f'<p class="note">No final test: {esc(best["final_test_skipped"])}.</p>')
     else:
         parts.append('<p class="note">No final test result.</p>')
     return "".join(parts) + notes

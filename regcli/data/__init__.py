@@ -5,14 +5,16 @@
 (regression) for the train, validation and test splits, plus a JSON-able `info` dict that the run
 directory records. The pipeline, in this order:
 
-1. load: a scikit-learn bundled set, a seeded scikit-learn generator, or a .csv/.parquet/.npz file;
+1. load: a scikit-learn bundled set, a seeded scikit-learn generator, or a .csv/.parquet/.npz file
+   (string columns one-hot encoded, with a "missing" level when `data.impute` is not none);
 2. task: inferred from the targets (`task="auto"`) or checked against `model.task`;
 3. split: test first, then validation, both fractions of the WHOLE data set, stratified for
    classification;
 4. `train_fraction`: a (stratified) subset of the training split; validation and test are unchanged;
-5. `label_noise`: corrupts that share of TRAINING labels only;
-6. `standardize`: feature (and regression target) mean/std fitted on the training split only;
-7. `drift`: `x * scale + shift` on validation and test features only.
+5. `impute`: missing numeric values filled with a statistic of the training split only;
+6. `label_noise`: corrupts that share of TRAINING labels only;
+7. `standardize`: feature (and regression target) mean/std fitted on the training split only;
+8. `drift`: `x * scale + shift` on validation and test features only.
 
 Every random choice (generator, split, subset, label noise) derives from the split seed
 (`data.split_seed`, or the experiment seed when it is null), so `split_seed` holds the data fixed
@@ -24,7 +26,8 @@ source, generator parameters by name and range (`spec.SOURCE_PARAMS`, the one ta
 a path with a known suffix, `data.target` where a table needs it, fractions and seeds in range.
 This package only checks what the data itself can show. Its modules, in pipeline order:
 `sources` (built-in and generated), `files` (.csv/.parquet/.npz), `raw` (the loaded data and its
-task), `split` (splits, train_fraction, label noise, standardization, drift).
+task), `split` (splits, train_fraction, label noise, standardization, drift), `impute` (missing
+values), and `check` (what `regcli validate` says about the data).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from regcli.data.files import load_file
+from regcli.data.impute import impute
 from regcli.data.raw import Raw, resolve_task
 from regcli.data.sources import generate, load_bundled
 from regcli.data.split import Rows, Splits, split_rows, subset, transform
@@ -136,7 +140,8 @@ def _build_dataset(data: Any, seed: int, task: str) -> Dataset:
     classification = task != "regression"
     labels = y if classification and bool(data.stratify) else None
     rows = split_rows(len(y), data, labels, class_names, split_seed, raw.where)
-    splits = transform(raw.x, y, rows, data, len(class_names), split_seed)
+    x, imputed = impute(raw, rows, data.impute)
+    splits = transform(x, y, rows, data, len(class_names), split_seed)
     y_dtype = np.int32 if classification else np.float32
     ds = Dataset(
         x_train=np.ascontiguousarray(splits.x_train, dtype=np.float32),
@@ -153,11 +158,13 @@ def _build_dataset(data: Any, seed: int, task: str) -> Dataset:
         target_mean=splits.target_mean,
         target_std=splits.target_std,
     )
-    info = _info(data, raw, y, rows=rows, splits=splits, ds=ds)
+    info = _info(data, raw, y, rows=rows, splits=splits, ds=ds, imputed=imputed)
     return replace(ds, info={**info, **_split_stats(ds)})
 
 
-def _info(data: Any, raw: Raw, y: np.ndarray, *, rows: Rows, splits: Splits, ds: Dataset) -> dict[str, Any]:
+def _info(
+    data: Any, raw: Raw, y: np.ndarray, *, rows: Rows, splits: Splits, ds: Dataset, imputed: dict[str, Any]
+) -> dict[str, Any]:
     """What `info` records of the loading and transforms (the split sizes come from `_split_stats`)."""
     return {
         **raw.origin,
@@ -166,6 +173,9 @@ def _info(data: Any, raw: Raw, y: np.ndarray, *, rows: Rows, splits: Splits, ds:
         "class_names": ds.class_names,
         "n_rows": len(y),
         "n_features": ds.n_features,
+        "one_hot": dict(raw.one_hot),  # string column -> its levels (one feature each)
+        "impute": str(data.impute),
+        "imputed": imputed,  # column -> strategy, value filled in, values filled per split
         "image_shape": list(raw.image_shape) if raw.image_shape else None,
         "split_seed": rows.seed,
         "val_fraction": float(data.val_fraction),
@@ -210,7 +220,7 @@ def _load_raw(data: Any, split_seed: int) -> Raw:
         return generate(data.source, dict(data.params or {}), split_seed)
     if data.source is not None:
         return load_bundled(data.source)
-    return load_file(Path(data.path), data.target)
+    return load_file(Path(data.path), data.target, data.impute)
 
 
 def _name_data(source: str | None, path: str | None) -> str:

@@ -3,11 +3,16 @@
 The spec has checked the path's suffix, that it existed when the spec loaded, and that
 `data.target` is given for a table and absent for an .npz. What only the file itself can show
 is checked here: that it is readable, the target column, missing values, feature types, shapes.
-regcli never imputes: a missing value is an error that names its column and row count.
+
+A missing feature value is an error that names its column and row count unless `data.impute`
+asks to fill it: a string column then gets a "missing" level of its own here, and a numeric
+column keeps its NaN for `impute`, which fills it from the training split once that exists.
+A missing target and an infinite feature value are always refused.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +24,39 @@ from regcli.values import did_you_mean
 
 # A text column with more distinct values than this (or than half the rows) is free text or an id.
 MAX_CATEGORIES = 50
+MISSING_LEVEL = "missing"  # the category a missing string value becomes when data.impute is not none
+IMPUTE_HINT = (
+    "Set data.impute: median (or mean, most_frequent) to fill numeric columns with that statistic of the "
+    'training split and give string columns a "missing" level, or drop or fill those rows before training.'
+)
 
 
-def load_file(path: Path, target: str | None) -> Raw:
-    """The data set in `path`; `target` names the label column of a .csv/.parquet file."""
+def load_file(path: Path, target: str | None, impute: str = "none") -> Raw:
+    """The data set in `path`; `target` names the label column of a .csv/.parquet file.
+
+    `impute` is `data.impute`: "none" refuses missing feature values; any other mode lets them
+    through (numeric NaNs stay in `x`, string columns get the "missing" level). Defaults to `"none"`.
+    """
     where = f"data.path '{path}'"
     if not path.is_file():  # removed since the spec loaded, or not a regular file (a FIFO would hang)
         raise DataError(f"{where} does not exist or is not a file. Check data.path.")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(path, where)
+        return _load_npz(path, where, impute)
     frame = _read_table(path, suffix, where)
     frame.columns = [str(c) for c in frame.columns]
     y = _targets(frame, _target_column(frame, target, where), where)
-    x, names = _features(frame, target, where)
+    columns = _feature_columns(frame, target, where, impute)
     return Raw(
-        x=x,
+        x=np.concatenate([column.block for column in columns.values()], axis=1),
         y=y,
-        feature_names=names,
+        feature_names=[name for column in columns.values() for name in column.names],
         where=where,
         origin={"source": None, "path": str(path), "target": target},
+        one_hot={name: column.levels for name, column in columns.items() if column.levels},
+        missing_level={
+            name: column.missing_rows for name, column in columns.items() if column.missing_rows is not None
+        },
     )
 
 
@@ -86,43 +104,50 @@ def _targets(frame: Any, target: str, where: str) -> np.ndarray:
     if bad:
         raise DataError(
             f"data.target column '{target}' of {where} has {bad} of {len(frame)} rows with a missing (NaN) or "
-            "infinite value. regcli does not impute targets: drop those rows from the file."
+            "infinite value. data.impute fills features only, never targets: drop those rows from the file."
         )
     return (
         y_col.to_numpy(dtype=np.float64) if is_number else np.asarray(y_col.astype(str).to_list(), dtype=str)
     )
 
 
-def _features(frame: Any, target: str, where: str) -> tuple[np.ndarray, list[str]]:
+@dataclass
+class _Column:
+    """One feature column as matrix columns, and what reading it found."""
+
+    block: np.ndarray  # (rows, 1) for a number, (rows, levels) one-hot for a category
+    names: list[str]
+    missing: int = 0  # missing values: NaN left for `impute`, or rows of the "missing" level
+    infinite: int = 0
+    levels: int = 0  # one-hot levels; 0 for a numeric column
+    missing_rows: np.ndarray | None = None  # a category's rows given the "missing" level
+
+
+def _feature_columns(frame: Any, target: str, where: str, impute: str) -> dict[str, _Column]:
     """Every column but the target: numbers as they are, categories one-hot encoded."""
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"{where} has only the target column '{target}'. Add feature columns.")
-    blocks: list[np.ndarray] = []
-    names: list[str] = []
-    not_finite: list[str] = []
-    for name in features.columns:
-        block, block_names, bad = _feature_block(features[name], name, len(frame), where)
-        if bad:
-            not_finite.append(f"'{name}' ({_rows(bad)})")
-        if block is not None:
-            blocks.append(block)
-            names.extend(block_names)
-    if not_finite:
+    columns = {name: _feature_column(features[name], name, len(frame), where, impute) for name in features.columns}
+    infinite = [f"'{name}' ({_rows(c.infinite)})" for name, c in columns.items() if c.infinite]
+    if infinite:
         raise DataError(
-            f"Feature columns of {where} have missing (NaN) or infinite values: {', '.join(not_finite)}. "
-            "regcli does not impute features: drop or fill those rows (e.g. pandas dropna/fillna) before training."
+            f"Feature columns of {where} have infinite values: {', '.join(infinite)}. data.impute fills missing "
+            "(NaN) values only: replace or drop those rows before training."
         )
-    return np.concatenate(blocks, axis=1), names
+    missing = [f"'{name}' ({_rows(c.missing)})" for name, c in columns.items() if c.missing]
+    if missing and impute == "none":
+        raise DataError(f"Feature columns of {where} have missing (NaN) values: {', '.join(missing)}. {IMPUTE_HINT}")
+    return columns
 
 
-def _feature_block(col: Any, name: str, n_rows: int, where: str) -> tuple[np.ndarray | None, list[str], int]:
-    """(columns, their names, rows with a missing or infinite value) of one feature column."""
+def _feature_column(col: Any, name: str, n_rows: int, where: str, impute: str) -> _Column:
+    """One feature column, encoded; with data.impute, a string column's missing values become a level."""
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(col):  # bool included: True/False -> 1.0/0.0
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        return values[:, None], [name], int((~np.isfinite(values)).sum())
+        return _Column(values[:, None], [name], int(np.isnan(values).sum()), int(np.isinf(values).sum()))
     if not (
         isinstance(col.dtype, pd.CategoricalDtype)
         or pd.api.types.is_object_dtype(col)
@@ -132,27 +157,34 @@ def _feature_block(col: Any, name: str, n_rows: int, where: str) -> tuple[np.nda
             f"Column '{name}' of {where} has dtype {col.dtype}, which regcli cannot use as a feature. "
             "Convert it to numbers (e.g. a timestamp to seconds) or drop it."
         )
-    bad = int(col.isna().sum())
-    if bad:
-        return None, [], bad
-    n_distinct = int(col.nunique())
+    absent = col.isna().to_numpy()
+    n_missing = int(absent.sum())
+    if n_missing and impute == "none":
+        return _Column(np.empty((n_rows, 0)), [], missing=n_missing)
+    text = col.astype(object).where(~absent, MISSING_LEVEL).astype(str)
+    n_distinct = int(text.nunique())
     if n_distinct > MAX_CATEGORIES or n_distinct > n_rows / 2:
         raise DataError(
             f"Column '{name}' of {where} is non-numeric with {n_distinct} distinct values in {n_rows} rows, "
             f"too many to one-hot encode as a category (at most {MAX_CATEGORIES} and at most half the rows): "
             "it looks like free text or an id. Drop it or encode it as numbers before training."
         )
-    dummies = pd.get_dummies(col.astype(str), prefix=name, dtype=float)
-    return dummies.to_numpy(dtype=np.float64), [str(c) for c in dummies.columns], 0
+    dummies = pd.get_dummies(text, prefix=name, dtype=float)
+    return _Column(
+        dummies.to_numpy(dtype=np.float64),
+        [str(c) for c in dummies.columns],
+        levels=dummies.shape[1],
+        missing_rows=np.flatnonzero(absent) if n_missing else None,
+    )
 
 
 # --- .npz archives -----------------------------------------------------------------------------
 
 
-def _load_npz(path: Path, where: str) -> Raw:
+def _load_npz(path: Path, where: str, impute: str) -> Raw:
     x, y = _read_npz(path, where)
     x, y, image_shape = _check_shapes(x, y, where)
-    x = _finite_features(x, where)
+    x = _finite_features(x, where, impute)
     y = _npz_targets(y, where)
     return Raw(
         x=x,
@@ -240,15 +272,19 @@ def _check_shapes(
     return x, y, image_shape
 
 
-def _finite_features(x: np.ndarray, where: str) -> np.ndarray:
+def _finite_features(x: np.ndarray, where: str, impute: str) -> np.ndarray:
+    """X as float64: infinite values refused, NaN refused unless data.impute will fill it."""
     x = x.astype(np.float64)
-    bad_rows = ~np.isfinite(x).all(axis=1)
-    if bad_rows.any():
-        bad_cols = np.flatnonzero(~np.isfinite(x).all(axis=0))
+    for bad, what, fix in (
+        (np.isinf(x), "infinite", "data.impute fills missing (NaN) values only: replace or drop those rows before saving."),
+        (np.isnan(x) if impute == "none" else None, "missing (NaN)", IMPUTE_HINT),
+    ):
+        if bad is None or not bad.any():
+            continue
+        bad_cols = np.flatnonzero(bad.any(axis=0))
         raise DataError(
-            f"Array 'X' of {where} has missing (NaN) or infinite values in {_rows(int(bad_rows.sum()))} (feature "
-            f"columns {', '.join(f'x{i}' for i in bad_cols[:10])}{' ...' if len(bad_cols) > 10 else ''}). "
-            "regcli does not impute: drop or fill those rows before saving."
+            f"Array 'X' of {where} has {what} values in {_rows(int(bad.any(axis=1).sum()))} (feature "
+            f"columns {', '.join(f'x{i}' for i in bad_cols[:10])}{' ...' if len(bad_cols) > 10 else ''}). {fix}"
         )
     return x
 

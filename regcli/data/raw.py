@@ -6,7 +6,7 @@ class codes or float64 values and checks them against `model.task`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,11 @@ MAX_NUMERIC_CLASSES = 20  # an integer-valued numeric target with at most 20 dis
 
 @dataclass
 class Raw:
-    """A loaded data set before task resolution and splitting."""
+    """A loaded data set before task resolution and splitting.
+
+    `x` holds NaN only where `data.impute` asked to fill numeric values: the fill is fitted on
+    the training split later (`impute`), never here.
+    """
 
     x: np.ndarray  # float64, (rows, features)
     y: np.ndarray  # (rows,): numbers, or str labels
@@ -28,6 +32,9 @@ class Raw:
     kind: str | None = None  # "classification" | "regression" when the source fixes it
     class_names: list[str] | None = None  # names of y's integer codes when the source fixes them
     image_shape: tuple[int, ...] | None = None
+    one_hot: dict[str, int] = field(default_factory=dict)  # string column -> its levels, one column each
+    # String column -> its rows whose missing value became the "missing" level (data.impute != none).
+    missing_level: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def resolve_task(raw: Raw, requested: str) -> tuple[str, np.ndarray, list[str]]:

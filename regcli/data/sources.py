@@ -33,6 +33,15 @@ _BUNDLED = {
     "iris": "load_iris",
     "diabetes": "load_diabetes",
 }
+# (rows, features, class names or None for regression) of the bundled sets, so `regcli validate`
+# describes them without importing scikit-learn; tests/test_data.py checks them against it.
+BUNDLED_SHAPES: dict[str, tuple[int, int, list[str] | None]] = {
+    "breast_cancer": (569, 30, ["malignant", "benign"]),
+    "digits": (1797, 64, [str(d) for d in range(10)]),
+    "wine": (178, 13, ["class_0", "class_1", "class_2"]),
+    "iris": (150, 4, ["setosa", "versicolor", "virginica"]),
+    "diabetes": (442, 10, None),
+}
 
 
 def load_bundled(source: str) -> Raw:
@@ -51,6 +60,17 @@ def load_bundled(source: str) -> Raw:
         class_names=None if regression else [str(name) for name in bunch.target_names],
         image_shape=(8, 8, 1) if source == "digits" else None,
     )
+
+
+def source_shape(source: str, params: dict[str, Any]) -> tuple[int, int, list[str] | None]:
+    """(rows, features, class names or None for regression) of a built-in source, without loading it."""
+    if source in BUNDLED_SHAPES:
+        return BUNDLED_SHAPES[source]
+    args = {**GENERATOR_DEFAULTS[source], **params}
+    n_features = 2 if source == "moons" else int(args["n_features"])
+    if source == "synthetic_regression":
+        return int(args["n_samples"]), n_features, None
+    return int(args["n_samples"]), n_features, [str(c) for c in range(2 if source == "moons" else args["n_classes"])]
 
 
 def generate(source: str, params: dict[str, Any], seed: int) -> Raw:
@@ -81,9 +101,7 @@ def generate(source: str, params: dict[str, Any], seed: int) -> Raw:
         where=f"data.source '{source}'",
         origin={"source": source, "path": None, "params": _jsonable(args)},
         kind="regression" if regression else "classification",
-        class_names=None
-        if regression
-        else [str(c) for c in range(2 if source == "moons" else args["n_classes"])],
+        class_names=source_shape(source, params)[2],
     )
 
 

@@ -49,21 +49,46 @@ def split_rows(
 ) -> Rows:
     """Test rows first, then validation, both shares of all `n` rows; then the `train_fraction`
     subset of the rest. `labels` (class codes) stratify every step; None: no stratification."""
-    train, val, test = _split(
-        n, float(data.val_fraction), float(data.test_fraction), labels, class_names, seed, where
-    )
-    n_train_split = len(train)
-    keep = _share(float(data.train_fraction), n_train_split, minimum=1)
-    n_classes = len(class_names)
-    if keep < n_classes:
-        fewest = min(1.0, -(-1000 * n_classes // n_train_split) / 1000)  # rounded up to 3 decimals
+    sizes = split_sizes(n, data, len(class_names), where)
+    train, val, test = _split(n, sizes, labels, class_names, seed, where)
+    train, stratified = subset(train, sizes.train, labels, seed)
+    return Rows(train, val, test, sizes.train_split, stratified, seed)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Row counts of the splits, known from `n` and the fractions alone."""
+
+    train: int  # kept by train_fraction
+    val: int
+    test: int
+    train_split: int  # training rows before train_fraction
+
+
+def split_sizes(n: int, data: Any, n_classes: int, where: str) -> Sizes:
+    """The split sizes of `n` rows, refused when too few train (the checks that need no rows).
+
+    `n_classes` is 0 for regression. `split_rows` takes exactly these many rows; `regcli validate`
+    uses them for a built-in source without generating it.
+    """
+    val_fraction, test_fraction = float(data.val_fraction), float(data.test_fraction)
+    n_test, n_val = _share(test_fraction, n), _share(val_fraction, n)
+    n_train = n - n_test - n_val
+    if n_train < 2:
         raise DataError(
-            f"data.train_fraction: {data.train_fraction} keeps {keep} of the {n_train_split} training rows of "
+            f"{where} has {n} rows: data.test_fraction={test_fraction} takes {n_test} and data.val_fraction="
+            f"{val_fraction} takes {n_val}, leaving {n_train} for training; at least 2 are needed. Use more rows "
+            "(data.params.n_samples for generated sources) or smaller fractions."
+        )
+    keep = _share(float(data.train_fraction), n_train, minimum=1)
+    if keep < n_classes:
+        fewest = min(1.0, -(-1000 * n_classes // n_train) / 1000)  # rounded up to 3 decimals
+        raise DataError(
+            f"data.train_fraction: {data.train_fraction} keeps {keep} of the {n_train} training rows of "
             f"{where}, fewer than its {n_classes} classes, so some class would have no training example. "
             f"Use data.train_fraction >= {fewest:g}."
         )
-    train, stratified = subset(train, keep, labels, seed)
-    return Rows(train, val, test, n_train_split, stratified, seed)
+    return Sizes(keep, n_val, n_test, n_train)
 
 
 def transform(x: np.ndarray, y: np.ndarray, rows: Rows, data: Any, n_classes: int, seed: int) -> Splits:
@@ -100,25 +125,16 @@ def _share(fraction: float, n: int, minimum: int = 0) -> int:
 
 def _split(
     n: int,
-    val_fraction: float,
-    test_fraction: float,
+    sizes: Sizes,
     labels: np.ndarray | None,
     class_names: list[str],
     seed: int,
     where: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded (train, val, test) row indices: test first, then validation, both shares of all `n` rows."""
-    n_test, n_val = _share(test_fraction, n), _share(val_fraction, n)
-    n_train = n - n_test - n_val
-    if n_train < 2:
-        raise DataError(
-            f"{where} has {n} rows: data.test_fraction={test_fraction} takes {n_test} and data.val_fraction="
-            f"{val_fraction} takes {n_val}, leaving {n_train} for training; at least 2 are needed. Use more rows "
-            "(data.params.n_samples for generated sources) or smaller fractions."
-        )
     rest = np.arange(n)
-    rest, test_idx = _take(rest, n_test, labels, class_names, seed, "data.test_fraction", where)
-    train_idx, val_idx = _take(rest, n_val, labels, class_names, seed, "data.val_fraction", where)
+    rest, test_idx = _take(rest, sizes.test, labels, class_names, seed, "data.test_fraction", where)
+    train_idx, val_idx = _take(rest, sizes.val, labels, class_names, seed, "data.val_fraction", where)
     return train_idx, val_idx, test_idx
 
 

@@ -291,11 +291,15 @@ def curve_reading(ev: dict[str, Any], n: int, last_epoch: int | None) -> str:
             "ended, so the run is compute-bound or underfit; training longer should help."
         )
     if ev["gap_open_epoch"] is not None:
-        return (
+        rise = (
             f"{curve} bottomed out at epoch {ev['gap_open_epoch']} and rose "
-            f"{ev['val_rise_after_best_rel']:.0%} by epoch {last_epoch} while the training loss kept falling: "
-            f"problematic overfitting; the gap started to open at epoch {ev['gap_open_epoch']}."
+            f"{ev['val_rise_after_best_rel']:.0%} by epoch {last_epoch} while the training loss kept falling"
         )
+        shipped, gap = ev.get("shipped_epoch"), ev.get("gap")
+        caught = gap is not None and gap <= ev.get("gap_tolerance", 0.0)  # the shipped model's gap is fine
+        if caught and shipped is not None and shipped <= ev["gap_open_epoch"]:
+            return f"{rise}: overfitting after epoch {ev['gap_open_epoch']}, which the shipped epoch {shipped} precedes."
+        return f"{rise}: problematic overfitting; the gap started to open at epoch {ev['gap_open_epoch']}."
     if ev["val_rose_after_best"]:
         return (
             f"{curve} bottomed out at epoch {ev['val_curve_best_epoch']} and rose "

@@ -119,7 +119,14 @@ class Run:
             return True
         if self.layers is not None:
             return any((finite_float(dotted.get(la, k)) or 0.0) > 0 for la in self.layers for k in OTHER_PENALTIES)
-        return any((finite_float(self.cfg(k)) or 0.0) > 0 for k in ("model.bias_l2", "model.activity_l2"))
+        return any((finite_float(self.cfg(k)) or 0.0) > 0 for k in ("model.bias_l2", "model.activity_l2", "model.output_l2"))
+
+    def value_at(self, column: str, epoch: Any) -> float | None:
+        """history.csv's `column` at 1-based `epoch`; None when either is missing or not finite."""
+        if epoch is None or column not in self.history.columns:
+            return None
+        rows = self.history[pd.to_numeric(self.history["epoch"], errors="coerce") == int(epoch)]
+        return finite_float(rows[column].iloc[-1]) if len(rows) else None
 
     def dropout_rates(self) -> list[float]:
         if self.layers is not None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from regcli.diagnosis.inputs import Run
 from regcli.diagnosis.render import fmt
 from regcli.values import finite_float
@@ -16,6 +19,10 @@ from regcli.values import finite_float
 EARLY_BEST_EPOCHS = 2  # best within 2 epochs of the first monitored one: stopped on warm-up noise
 BN_MIN_BATCH = 16  # SPEC §5.4: BatchNorm batch statistics from < 16 rows are too noisy
 HEAVY_DROPOUT = 0.5  # dropout >= 0.5 on top of BN and L2 usually underfits an MLP
+# The penalized val_loss picked an epoch whose val_data_loss is more than 2% above the lowest.
+PENALTY_PICK_TOLERANCE = 0.02
+# A slope after the best epoch more than 2 standard errors the wrong way is a real rise, not jitter.
+TREND_T = 2.0
 
 WarningEntry = dict[str, str]
 
@@ -51,8 +58,14 @@ def _clean_metrics_missing(run: Run, ev: dict[str, Any], verdict: str) -> Warnin
 
 
 def _penalty_dominates(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """A penalty that is most of the loss of a model that does NOT fit its training data.
+
+    A model that fits (clean train error within the bias tolerance) has a small data loss,
+    so any penalty is a large share of it: that is not the penalty winning.
+    """
     share, most = ev["penalty_share"], run.th["max_penalty_share"]
-    if share is None or share <= most:
+    bias = ev["avoidable_bias"]
+    if share is None or share <= most or bias is None or bias <= ev["bias_tolerance"]:
         return None
     return _warn(
         "penalty_dominates",
@@ -62,12 +75,25 @@ def _penalty_dominates(run: Run, ev: dict[str, Any], verdict: str) -> WarningEnt
 
 
 def _val_loss_includes_penalty(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
-    if str(ev["monitor"]).removeprefix("val_") != "loss" or not run.has_penalty():
+    """Early stopping on the penalized val_loss shipped an epoch the penalty-free curve does not pick.
+
+    Within one run the penalty strength is fixed, so val_loss is a fair stopping signal
+    unless the penalty's own movement (weights shrinking or growing) chose the epoch.
+    """
+    if str(ev["monitor"]) != "val_loss" or not run.has_penalty() or ev["val_curve"] != "val_data_loss":
+        return None
+    best, data_best = ev["best_epoch"], ev["val_curve_best_epoch"]
+    at_best = run.value_at("val_data_loss", best)
+    lowest = ev["val_curve_best"]
+    if best is None or data_best is None or best == data_best or at_best is None or lowest is None:
+        return None
+    if at_best - lowest <= PENALTY_PICK_TOLERANCE * abs(lowest):
         return None
     return _warn(
         "val_loss_includes_penalty",
-        f"Early stopping monitors {ev['monitor']}, which includes the L1/L2 penalty: it is not comparable "
-        "across penalty strengths. val_loss includes the penalty; rank runs on val_data_loss.",
+        f"Early stopping monitors val_loss, which includes the L1/L2 penalty, and it picked epoch {best} "
+        f"(val_data_loss {fmt(at_best)}) although val_data_loss was lowest at epoch {data_best} "
+        f"({fmt(lowest)}): the penalty's movement chose the epoch. Monitor val_data_loss to select on the data alone.",
     )
 
 
@@ -108,7 +134,8 @@ def _dropout_bn_l2_stack(run: Run, ev: dict[str, Any], verdict: str) -> WarningE
 
 
 def _l2_before_batchnorm(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
-    if not run.l2_before_batchnorm():
+    """Said when the run overfits, where one would reach for L2: before BN it barely helps."""
+    if verdict not in ("high_variance", "high_bias_and_variance") or not run.l2_before_batchnorm():
         return None
     return _warn(
         "l2_before_batchnorm",
@@ -142,16 +169,54 @@ def _val_set_too_small(run: Run, ev: dict[str, Any], verdict: str) -> WarningEnt
 
 
 def _noisy_validation(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """Early stopping fired on a rise no larger than the curve's own jitter: it may have stopped on noise.
+
+    A jittery curve matters only where it decides something: a run that stopped after a
+    real rise (`_rises_after_best`), that stopped once the gap had opened and shipped the
+    epoch before (`_overfit_when_stopped`), or that never stopped, was not misled.
+    """
     noise, improvement, min_delta = ev["val_noise"], ev["recent_mean_improvement"], ev["min_delta"]
     if noise is None or noise <= min_delta or (improvement and noise <= abs(improvement)):
+        return None
+    if not ev["stopped_early"] or _rises_after_best(run, ev) or _overfit_when_stopped(ev):
         return None
     return _warn(
         "noisy_validation",
         f"{ev['monitor']} jitters by {fmt(noise)} epoch to epoch over the last {ev['curve_window']} epochs, "
-        f"more than min_delta ({fmt(min_delta)}) and than its mean improvement "
-        f"({fmt(improvement)}): early stopping reacts to noise. Set min_delta near {fmt(noise)} or "
-        "enlarge the validation set.",
+        f"more than min_delta ({fmt(min_delta)}) and than its mean improvement ({fmt(improvement)}), and "
+        f"early stopping fired on a rise within that jitter: it may have stopped on noise. Set min_delta "
+        f"near {fmt(noise)}, raise patience, or enlarge the validation set.",
     )
+
+
+def _overfit_when_stopped(ev: dict[str, Any]) -> bool:
+    """Validation bottomed out while the clean training loss kept falling, and the shipped epoch
+    is that bottom: more epochs would have widened the gap, so stopping was right, noise or not."""
+    opened, shipped = ev["gap_open_epoch"], ev["shipped_epoch"]
+    return opened is not None and shipped is not None and shipped <= opened
+
+
+def _rises_after_best(run: Run, ev: dict[str, Any]) -> bool:
+    """Whether the monitored curve trends the wrong way after the best epoch, beyond its scatter.
+
+    The epochs after the best one (the best itself excluded: it is the noisy minimum, and
+    anything after it regresses to the mean) get a least-squares slope; a slope more than
+    TREND_T standard errors the wrong way is a real rise, not jitter.
+    """
+    values = pd.to_numeric(run.history.get(str(ev["monitor"])), errors="coerce")
+    best = ev["best_epoch"]
+    if values is None or best is None:
+        return False
+    epochs = pd.to_numeric(run.history["epoch"], errors="coerce")
+    after = values[(epochs > int(best)) & np.isfinite(values)]
+    if len(after) < 3:
+        return False
+    x = epochs[after.index].to_numpy(dtype=float)
+    y = after.to_numpy(dtype=float) * (-1.0 if ev["mode"] == "max" else 1.0)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    se = np.sqrt((residual**2).sum() / (len(x) - 2) / ((x - x.mean()) ** 2).sum())
+    return bool(slope > TREND_T * se)
 
 
 def _early_stop_fired_early(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:

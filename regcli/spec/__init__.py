@@ -28,6 +28,7 @@ import yaml
 from pydantic import ValidationError
 
 from regcli.errors import SpecError
+from regcli.spec.checks import SHORTHAND_KNOBS, spec_warnings
 from regcli.spec.fields import BUILTIN_SOURCES, BUILTIN_TASKS, LAYER_TYPES, MAX_SEED, PATH_KEYS, SOURCE_PARAMS
 from regcli.spec.models import (
     ActivationLayerSpec,
@@ -95,6 +96,7 @@ __all__ = [
     "parse_override",
     "set_dotted",
     "spec_to_dict",
+    "spec_warnings",
     "validate_experiment",
 ]
 
@@ -168,8 +170,16 @@ def load_experiment_spec(path: str | Path, overrides: Sequence[str] = ()) -> Exp
 
 
 def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
-    """The spec as plain JSON/YAML-able data with every default filled in."""
-    return spec.model_dump(mode="python")
+    """The spec as plain JSON/YAML-able data with every default filled in.
+
+    With explicit `model.layers`, the shorthand keys (`hidden`, `l2`, `dropout`, ...) are
+    left out: they do not apply, and showing their defaults would read as if they did.
+    """
+    data = spec.model_dump(mode="python")
+    if spec.model.layers is not None:
+        for key in ("hidden", *SHORTHAND_KNOBS):
+            data["model"].pop(key, None)
+    return data
 
 
 def dump_spec_yaml(spec: ExperimentSpec) -> str:

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from regcli.spec.models import DataSpec, ExperimentSpec
 
 # The MLP-shorthand knobs: they shape model.hidden blocks and have no effect on model.layers.
-SHORTHAND_KNOBS = ("activation", "batchnorm", "dropout", "l1", "l2", "bias_l2", "activity_l2", "bn_momentum")
+SHORTHAND_KNOBS = (
+    "activation", "batchnorm", "dropout", "l1", "l2", "bias_l2", "activity_l2", "bn_momentum", "output_l2",
+)
 
 
 # ======================================================================================
@@ -218,21 +220,37 @@ def check_hidden_xor_layers(spec: ExperimentSpec) -> list[Problem]:
 
 
 def check_shorthand_knobs(spec: ExperimentSpec) -> list[Problem]:
-    """Shorthand knobs changed from their defaults have no effect with model.layers."""
+    """Shorthand knobs written next to model.layers are refused: they would not apply.
+
+    Refused when written at all (pydantic's `model_fields_set`), also at their default
+    value: `l2: 1.0e-4` beside `layers:` reads as if it penalized those layers.
+    """
     if spec.model.layers is None:
         return []
-    fields = type(spec.model).model_fields  # ModelSpec's, without importing models (it imports us)
     return [
         Problem(
             f"model.{knob}",
             "applies only to the model.hidden shorthand and has no effect with model.layers.",
             getattr(spec.model, knob),
-            "Set it on the layers instead (e.g. {type: dropout, rate: 0.3}, kernel_regularizer: {l2: 1.0e-4}) "
-            f"or remove model.{knob}.",
+            f"{_LAYER_FIX.get(knob, 'Set it on the layers instead')}, or remove model.{knob}.",
         )
         for knob in SHORTHAND_KNOBS
-        if getattr(spec.model, knob) != fields[knob].default
+        if knob in spec.model.model_fields_set
     ]
+
+
+# Where each shorthand knob's effect lives in an explicit layer list.
+_LAYER_FIX = {
+    "l1": "Give the dense layers kernel_regularizer: {l1: 1.0e-5}",
+    "l2": "Give the dense layers kernel_regularizer: {l2: 1.0e-4}",
+    "output_l2": "Give the last (output) dense layer kernel_regularizer: {l2: 1.0e-4}",
+    "bias_l2": "Give the dense layers bias_regularizer: {l2: 1.0e-4}",
+    "activity_l2": "Give the dense layers activity_regularizer: {l2: 1.0e-5}",
+    "dropout": "Add {type: dropout, rate: 0.2} layers where you want dropout",
+    "batchnorm": "Add {type: batchnorm} layers (after a dense layer with use_bias: false)",
+    "bn_momentum": "Give the batchnorm layers momentum: 0.99",
+    "activation": "Give the dense layers activation: relu, or add {type: activation, activation: relu} layers",
+}
 
 
 def check_layer_names(spec: ExperimentSpec) -> list[Problem]:
@@ -325,6 +343,24 @@ def check_label_noise_task(spec: ExperimentSpec) -> list[Problem]:
             )
         ]
     return []
+
+
+def spec_warnings(spec: ExperimentSpec) -> list[str]:
+    """Settings that are valid but do nothing: said by `validate` and `train`, never refused."""
+    notes = []
+    if spec.model.layers is None and spec.model.batchnorm and spec.model.bias_l2 > 0:
+        notes.append(
+            f"model.bias_l2 ({num_text(spec.model.bias_l2)}) has no effect with model.batchnorm: true: a "
+            "BatchNorm block's Dense layer has no bias (BatchNorm's beta takes its place). Remove "
+            "model.bias_l2, or set model.batchnorm: false."
+        )
+    for index, layer in enumerate(spec.model.layers or []):
+        if getattr(layer, "bias_regularizer", None) is not None and not layer.use_bias:
+            notes.append(
+                f"model.layers.{index}.bias_regularizer has no effect: the layer has use_bias: false. "
+                f"Remove it, or set use_bias: true."
+            )
+    return notes
 
 
 CROSS_CHECKS = (

@@ -62,12 +62,17 @@ Source = Literal[
 Activation = Literal[
     "relu", "gelu", "elu", "selu", "tanh", "sigmoid", "swish", "silu", "leaky_relu", "linear"
 ]
+# An explicit layer may also be the output layer, so it may end in softmax (`regcli.head`).
+LayerActivation = Literal[
+    "relu", "gelu", "elu", "selu", "tanh", "sigmoid", "swish", "silu", "leaky_relu", "linear", "softmax"
+]
 Monitor = Literal[
     "val_loss", "val_data_loss", "val_accuracy", "val_mae", "loss", "data_loss", "accuracy", "mae"
 ]
 Padding = Literal["valid", "same"]
 BUILTIN_SOURCES: tuple[str, ...] = get_args(Source)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+LAYER_ACTIVATIONS: tuple[str, ...] = get_args(LayerActivation)
 MONITORS: tuple[str, ...] = get_args(Monitor)
 # The task each built-in data set poses; None: it depends on data.params (n_classes,
 # scikit-learn's make_classification default 2).

@@ -26,6 +26,7 @@ from regcli.spec.fields import (
     ACTIVATIONS,
     BUILTIN_SOURCES,
     FILE_SUFFIXES,
+    LAYER_ACTIVATIONS,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
@@ -38,6 +39,7 @@ from regcli.spec.fields import (
     NAME_RE,
     Activation,
     Finite,
+    LayerActivation,
     LayerName,
     Monitor,
     NonNegative,
@@ -95,6 +97,12 @@ class DataSpec(Strict):
         None,
         description="A .csv, .parquet or .npz file (arrays X, y); relative paths are resolved against the "
         "spec file's directory and stored absolute. Defaults to `None`.",
+    )
+    impute: Literal["none", "mean", "median", "most_frequent"] = Field(
+        "none",
+        description="Missing (NaN) feature values of a data file: none refuses them; mean, median or "
+        "most_frequent fill a numeric column with that statistic of the training split only, and a string "
+        "column gets a `missing` level of its own. Missing targets are always refused. Defaults to `none`.",
     )
     target: Annotated[str, matching_string(re.compile(r".{1,1000}", re.S), "a column name")] | None = Field(
         None, description="The label column of a .csv/.parquet file. Defaults to `None`."
@@ -198,7 +206,9 @@ class DenseLayerSpec(_Layer):
 
     type: Literal["dense"] = Field(description="Layer type.")
     units: Units = Field(description="Number of units, in [1, 65536].")
-    activation: Activation | None = Field(None, description="Activation; null is linear. Defaults to `None`.")
+    activation: LayerActivation | None = Field(
+        None, description="Activation; null is linear (softmax only on an output layer). Defaults to `None`."
+    )
     use_bias: bool = Field(True, description="Add a bias vector. Defaults to `True`.")
     kernel_regularizer: RegularizerSpec | None = Field(
         None, description="Kernel penalty. Defaults to `None`."
@@ -225,7 +235,7 @@ class ActivationLayerSpec(_Layer):
     """`keras.layers.Activation`."""
 
     type: Literal["activation"] = Field(description="Layer type.")
-    activation: Activation = Field(description=f"One of {', '.join(ACTIVATIONS)}.")
+    activation: LayerActivation = Field(description=f"One of {', '.join(LAYER_ACTIVATIONS)}.")
 
 
 class DropoutLayerSpec(_Layer):
@@ -243,7 +253,9 @@ class Conv2DLayerSpec(_Layer):
     kernel_size: Size = Field(description="Kernel size: an integer or [height, width].")
     strides: Size = Field(1, description="Strides: an integer or [height, width]. Defaults to `1`.")
     padding: Padding = Field("valid", description="valid or same. Defaults to `valid`.")
-    activation: Activation | None = Field(None, description="Activation; null is linear. Defaults to `None`.")
+    activation: LayerActivation | None = Field(
+        None, description="Activation; null is linear (softmax only on an output layer). Defaults to `None`."
+    )
     use_bias: bool = Field(True, description="Add a bias vector. Defaults to `True`.")
     kernel_regularizer: RegularizerSpec | None = Field(
         None, description="Kernel penalty. Defaults to `None`."
@@ -307,8 +319,10 @@ class ModelSpec(Strict):
     """The network: the MLP shorthand (`hidden`) or an explicit list of `layers`.
 
     A shorthand block is Dense(use_bias=False) -> BatchNormalization -> Activation ->
-    Dropout, with the l1/l2 kernel penalties on every Dense kernel. `hidden` defaults to
-    [256, 128] when `layers` is not given.
+    Dropout, with the l1/l2 kernel penalties on every hidden Dense kernel; the output layer
+    is penalized only with `output_l2` (the seed's templates leave it unpenalized). `hidden`
+    defaults to [256, 128] when `layers` is not given. With `layers`, the shorthand keys
+    are refused and left out of the resolved spec: they would not apply.
     """
 
     task: Literal["auto", "binary", "multiclass", "regression"] = Field(
@@ -324,11 +338,26 @@ class ModelSpec(Strict):
     )
     batchnorm: bool = Field(True, description="BatchNormalization in every block. Defaults to `True`.")
     dropout: Rate = Field(0.2, description="Dropout rate after every block, in [0, 1). Defaults to `0.2`.")
-    l1: penalty("L1 penalty") = Field(0.0, description="L1 kernel penalty, >= 0. Defaults to `0.0`.")
-    l2: penalty("L2 penalty") = Field(1e-4, description="L2 kernel penalty, >= 0. Defaults to `0.0001`.")
-    bias_l2: penalty("bias penalty") = Field(0.0, description="L2 bias penalty, >= 0. Defaults to `0.0`.")
+    l1: penalty("L1 penalty") = Field(
+        0.0, description="L1 penalty on the hidden Dense kernels (not the output layer's), >= 0. Defaults to `0.0`."
+    )
+    l2: penalty("L2 penalty") = Field(
+        1e-4,
+        description="L2 penalty on the hidden Dense kernels (not the output layer's: see output_l2), >= 0. "
+        "Defaults to `0.0001`.",
+    )
+    bias_l2: penalty("bias penalty") = Field(
+        0.0,
+        description="L2 penalty on the hidden Dense biases, >= 0 (with batchnorm the Dense layers have no "
+        "bias, so it has no effect). Defaults to `0.0`.",
+    )
     activity_l2: penalty("activity penalty") = Field(
         0.0, description="L2 activity (output) penalty, >= 0. Defaults to `0.0`."
+    )
+    output_l2: penalty("output-layer penalty") = Field(
+        0.0,
+        description="L2 penalty on the output layer's kernel, >= 0: opt-in, as the seed's templates leave "
+        "the output layer unpenalized. Defaults to `0.0`.",
     )
     bn_momentum: Annotated[float, ranged(lo=0, hi=1, hi_open=True, fix="0.99 is Keras's default.")] = Field(
         0.99, description="BatchNormalization momentum, in [0, 1). Defaults to `0.99`."

@@ -131,9 +131,22 @@ def _sections() -> dict[str, type[BaseModel]]:
     }
 
 
+# Shorthand knobs written inside one explicit layer: where that layer's own setting lives.
+_LAYER_KEY_FIXES = {
+    "l1": "A layer's penalties go in kernel_regularizer: {l1: 1.0e-5} (bias_regularizer, activity_regularizer likewise).",
+    "l2": "A layer's penalties go in kernel_regularizer: {l2: 1.0e-4} (bias_regularizer, activity_regularizer likewise).",
+    "bias_l2": "A layer's bias penalty is bias_regularizer: {l2: 1.0e-4}.",
+    "activity_l2": "A layer's activity penalty is activity_regularizer: {l2: 1.0e-5}.",
+    "dropout": "Dropout is a layer of its own: add {type: dropout, rate: 0.2} after this one.",
+    "batchnorm": "BatchNorm is a layer of its own: add {type: batchnorm} after this one (and use_bias: false here).",
+}
+
+
 def _unknown_key_line(parent: str, key: str, allowed: Sequence[str]) -> str:
     full = f"{parent}.{key}" if parent else key
     full = f"'{full}'" if full.isprintable() and len(full) <= 100 else show(full)
+    if re.fullmatch(r"model\.layers\.\d+", parent) and key in _LAYER_KEY_FIXES:
+        return f"Unknown key {full}. {_LAYER_KEY_FIXES[key]}"
     close = [match] if (match := closest(key, allowed)) else []
     if close:
         suggestion = f"{parent}.{close[0]}" if parent else close[0]

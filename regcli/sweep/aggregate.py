@@ -28,6 +28,11 @@ from regcli.values import is_finite
 
 # The per-trial numbers that results.csv carries and the leaderboard averages.
 BOARD_METRICS = ("val_data_loss", "val_loss", "val_error", "val_accuracy", "val_mae", "train_error", "gap")
+# best.json's `final_test_skipped` for a --smoke sweep whose spec asks for final_test: true.
+FINAL_TEST_SKIPPED_SMOKE = (
+    "this is a --smoke sweep, and a smoke run never consults the test split; run the sweep without --smoke "
+    "for its final test"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -386,6 +391,8 @@ def best_record(
     notes.extend(edge_notes(sweep, _best_values(board, sweep, params)))
     if sweep.smoke:
         notes.append("--smoke: at most 2 trials of 2 epochs on 256 training rows; this checks the wiring, not the ranking.")
+    if record["final_test_skipped"]:
+        notes.append(f"final_test skipped: {record['final_test_skipped']}.")
     return record
 
 
@@ -418,6 +425,8 @@ def _winner_record(
         "paired": None,
         "notes": notes,
         "final_test": None,
+        # SPEC §1: a smoke run never consults the test split, so final_test: true waits for the real sweep.
+        "final_test_skipped": FINAL_TEST_SKIPPED_SMOKE if sweep.smoke and sweep.resolved["final_test"] else None,
         "smoke": sweep.smoke,
     }
 

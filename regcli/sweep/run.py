@@ -1,4 +1,5 @@
-"""A sweep end to end: validate -> sweep directory -> trials (local or Ray) -> aggregate -> final test.
+"""A sweep end to end: validate -> sweep directory -> trials (local or Ray) -> aggregate -> final test
+(never for a --smoke sweep: a smoke run does not consult the test split).
 
 `prepare_sweep` checks everything that can be wrong with the input (spec, options, the
 directory to resume) and creates nothing; `run_sweep` creates or locks the sweep
@@ -208,7 +209,8 @@ def run_sweep(
         from regcli.sweep.aggregate import aggregate  # pandas: imported once the workers are started
 
         report = aggregate(sweep_dir, sweep)
-        if sweep.resolved["final_test"] and report["best"] is not None:
+        # A --smoke sweep never consults the test split: best.json says final_test_skipped (aggregate).
+        if sweep.resolved["final_test"] and not sweep.smoke and report["best"] is not None:
             _final_test(sweep_dir, report)
     states = {t.id: store.trial_state(sweep_dir, t.id) for t in sweep.trials}
     return SweepResult(sweep_dir, sweep, report, [t.id for t in todo], states)

@@ -46,7 +46,8 @@ import keras
 import numpy as np
 
 from regcli import interrupt
-from regcli.model import TaskHead, build_model, make_loss, make_metrics, task_head
+from regcli.head import TaskHead, task_head
+from regcli.model import build_model, make_loss, make_metrics
 from regcli.training.callbacks import make_early_stopping
 from regcli.training.feed import Feeder, clean_subset, steps_per_execution, targets
 from regcli.training.fit import (

@@ -40,6 +40,8 @@ def group_packs(items: Sequence[tuple[str, Hashable | None]], workers: int = 1, 
     Each key's items are split evenly into the fewest packs that fit; while there are fewer
     packs than `workers`, the largest pack is split again, so that no worker idles.
     """
+    if not items:  # a resumed sweep with every trial finished
+        return []
     groups: dict[Any, list[str]] = {}
     for n, (item, key) in enumerate(items):
         groups.setdefault(("alone", n) if key is None else key, []).append(item)

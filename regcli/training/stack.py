@@ -8,8 +8,8 @@ batched matmul (`(K, B, in) @ (K, in, out)`), one BatchNormalization over the ba
 and one dropout mask, whatever K is: one trace for the whole pack.
 
 Towers of one stack share the block widths, activation, BatchNorm on/off and momentum;
-they differ in the init seed, `l1`, `l2`, `bias_l2` and the dropout rate (vectors over
-the tower axis). Each tower's weights are a slice `[k]` of the stack's: its gradient
+they differ in the init seed, `l1`, `l2`, `bias_l2`, `output_l2` and the dropout rate
+(vectors over the tower axis). Each tower's weights are a slice `[k]` of the stack's: its gradient
 depends only on its own loss, the per-tower penalty is `l1[k]·Σ|w_k| + l2[k]·Σw_k²`, and
 Adam/SGD/RMSprop update each parameter from its own gradient, so a tower trains as it
 would alone (`tests/test_packed.py` compares it with separate runs).
@@ -27,6 +27,9 @@ import keras
 import numpy as np
 from keras import ops
 
+# The per-tower knobs, in the order of the rows of `TowerStack.knobs`.
+TOWER_KNOBS = ("l1", "l2", "bias_l2", "dropout", "output_l2")
+
 
 def stack_signature(model_spec: Any) -> tuple | None:
     """Towers with equal signatures can share one stack; None when a spec can't be stacked.
@@ -39,10 +42,10 @@ def stack_signature(model_spec: Any) -> tuple | None:
     return (tuple(model_spec.hidden), model_spec.activation, bool(model_spec.batchnorm), float(model_spec.bn_momentum))
 
 
-def stack_structure(model_specs: list[Any]) -> tuple[bool, bool, bool, bool]:
+def stack_structure(model_specs: list[Any]) -> tuple[bool, ...]:
     """What a stack's traced step depends on besides shapes: whether any tower has L1, L2,
-    bias L2 and dropout (`TowerStack` builds only the terms some tower uses)."""
-    return tuple(any(getattr(s, name) for s in model_specs) for name in ("l1", "l2", "bias_l2", "dropout"))
+    bias L2, dropout and output L2 (`TowerStack` builds only the terms some tower uses)."""
+    return tuple(any(getattr(s, name) for s in model_specs) for name in TOWER_KNOBS)
 
 
 class TowerPenalty:
@@ -104,6 +107,7 @@ class TowerStack(keras.layers.Layer):
         self.uses_dropout = any(s.dropout for s in specs)
         self.kernel_penalty = TowerPenalty([s.l1 for s in specs], [s.l2 for s in specs])
         self.bias_penalty = TowerPenalty(np.zeros(self.k), [s.bias_l2 for s in specs])
+        self.head_penalty = TowerPenalty(np.zeros(self.k), [s.output_l2 for s in specs])
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.blocks: list[dict[str, Any]] = []
         self._knob_values = self._knobs(specs)
@@ -111,8 +115,8 @@ class TowerStack(keras.layers.Layer):
 
     @staticmethod
     def _knobs(specs: list[Any]) -> np.ndarray:
-        """The towers' l1, l2, bias_l2 and dropout rate as rows of a `(4, K)` array."""
-        return np.array([[getattr(s, name) for s in specs] for name in ("l1", "l2", "bias_l2", "dropout")], dtype="float32")
+        """The towers' l1, l2, bias_l2, dropout rate and output_l2 as rows of a `(5, K)` array."""
+        return np.array([[getattr(s, name) for s in specs] for name in TOWER_KNOBS], dtype="float32")
 
     def set_towers(self, specs: list[Any], seed: int) -> None:
         """Makes this built stack another pack's (same shape and `stack_structure`): its towers'
@@ -121,6 +125,7 @@ class TowerStack(keras.layers.Layer):
         values = self._knobs(specs)
         self.kernel_penalty.set(values[0], values[1])
         self.bias_penalty.set(np.zeros(self.k), values[2])
+        self.head_penalty.set(np.zeros(self.k), values[4])
         self.knobs.assign(values)
         self.seed_generator.state.assign(keras.random.SeedGenerator(seed).state.value)
 
@@ -130,11 +135,13 @@ class TowerStack(keras.layers.Layer):
         # Keras adds each weight's regularizer to the loss it trains on, as for a separate run.
         kernel_reg = self.kernel_penalty if self.kernel_penalty.active else None
         bias_reg = self.bias_penalty if self.bias_penalty.active else None
+        head_reg = self.head_penalty if self.head_penalty.active else None  # output_l2 only, as a run's head
         # Per-tower knobs live in a variable, not in the traced graph: a reused stack takes new ones.
-        self.knobs = self.add_weight((4, k), initializer="zeros", trainable=False, name="tower_knobs")
+        self.knobs = self.add_weight((len(TOWER_KNOBS), k), initializer="zeros", trainable=False, name="tower_knobs")
         self.knobs.assign(self._knob_values)
         self.kernel_penalty.read = lambda: (self.knobs[0], self.knobs[1])
         self.bias_penalty.read = lambda: (self.knobs[2], self.knobs[2])  # bias: L2 only (uses_l1 is False)
+        self.head_penalty.read = lambda: (self.knobs[4], self.knobs[4])  # output: L2 only
         for i, width in enumerate(self.widths, start=1):
             block = {"kernel": self.add_weight((k, n_in, width), name=f"block{i}_kernel", regularizer=kernel_reg)}
             if not self.bn:
@@ -149,7 +156,7 @@ class TowerStack(keras.layers.Layer):
                                                            name=f"block{i}_moving_variance")
             self.blocks.append(block)
             n_in = width
-        self.head = {"kernel": self.add_weight((k, n_in, self.units), name="output_kernel", regularizer=kernel_reg),
+        self.head = {"kernel": self.add_weight((k, n_in, self.units), name="output_kernel", regularizer=head_reg),
                      "bias": self.add_weight((k, self.units), initializer="zeros", name="output_bias")}
 
     def penalties(self, value_of=None) -> Any:
@@ -163,11 +170,13 @@ class TowerStack(keras.layers.Layer):
             total, value_of = ops.zeros((self.k,)), (lambda var: var)
         else:
             total = np.zeros(self.k, dtype="float32")
-        for block in [*self.blocks, self.head]:
+        for block in self.blocks:
             if self.kernel_penalty.active:
                 total = total + self.kernel_penalty.per_tower(value_of(block["kernel"]))
-            if "bias" in block and block is not self.head and self.bias_penalty.active:
+            if "bias" in block and self.bias_penalty.active:
                 total = total + self.bias_penalty.per_tower(value_of(block["bias"]))
+        if self.head_penalty.active:
+            total = total + self.head_penalty.per_tower(value_of(self.head["kernel"]))
         return total
 
     def call(self, inputs, training=False):
