@@ -503,7 +503,7 @@ def _write_results(job: _RunJob, result: Any, state: str, seconds: float) -> Run
     summary = json.loads((run / rundir.SUMMARY).read_text())  # the JSON form (NaN -> null) feeds the rest
     history = rundir.read_history(run)
     config = spec_to_dict(spec)
-    diagnosis = diagnose(history, summary, config)
+    diagnosis = diagnose(history, summary, config, run_dir=str(run))
     rundir.atomic_write_json(run / rundir.DIAGNOSIS_JSON, diagnosis)
     rundir.atomic_write_text(run / rundir.DIAGNOSIS_MD, render_markdown(diagnosis, summary))
     plots.learning_curves(history, summary, run / rundir.CURVES)

@@ -19,6 +19,8 @@ import pandas as pd
 
 from regcli import dotted
 from regcli.diagnosis.inputs import Run
+from regcli.diagnosis.penalty import penalty_evidence
+from regcli.diagnosis.uncertainty import combined_se, error_se, rows_to_resolve
 from regcli.errors import BadInputError
 from regcli.replay import resolve_mode
 from regcli.values import finite_float
@@ -27,6 +29,7 @@ from regcli.values import finite_float
 IMPROVING_REL_DROP = 0.01  # train loss fell > 1% over the window: training is still improving
 VAL_RISE_REL = 0.02  # val rose > 2% above its minimum (and by more than its own noise): a rise, not a wobble
 MIN_STEP = 1e-12  # guards divisions by a loss or a min_delta of 0
+GAIN_CAP = 0.5  # a projected gain of doubling the epochs is reported up to half the best loss
 EPS = 1e-9  # float noise at a threshold: 0.07 - 0.05 = 0.020000000000000004 is not above a 0.02 tolerance
 
 # Penalty-free curves first, so runs with different L1/L2 read alike.
@@ -60,17 +63,20 @@ def read_evidence(run: Run) -> dict[str, Any]:
         **_sizes_and_penalty(run),
         "first_nonfinite_epoch": _first_nonfinite_epoch(h, axis),
     }
+    ev.update(_uncertainty(run, ev))
+    ev.update(penalty_evidence(run, finite_float(dotted.get(run.summary, "metrics.train.data_loss"))))
     window = int(run.th["curve_window"])
     ev["curve_window"] = window
     val_name, val = _first_col(h, VAL_CURVES)
     ev.update(_validation_curve(val_name, val, axis, window))
+    ev.update(_doubling_gain(val, axis))
     train_name, train = _first_col(h, TRAIN_CURVES)
     ev.update(_training_trend(train_name, train, axis, window))
     ev.update(_epoch_budget(run, ev, axis.last))
     ev.update(_monitor_noise(run, ev, val, window))
     ev["gap_open_epoch"] = _gap_open_epoch(h, ev, train)
     ev["gap_over_tolerance_since"] = _gap_over_tolerance_since(run, axis.epochs, run.th["gap_tolerance"])
-    ev["curve_reading"] = curve_reading(ev, axis.n, axis.last)
+    ev["n_epochs_recorded"], ev["last_epoch"] = axis.n, axis.last
     return ev
 
 
@@ -97,6 +103,24 @@ def _errors(run: Run, row: int | None) -> dict[str, Any]:
         "bias_tolerance": th["bias_tolerance"],
         "gap_tolerance": th["gap_tolerance"],
         "baseline_val_error": finite_float(s.get("baseline_val_error")),
+    }
+
+
+def _uncertainty(run: Run, ev: dict[str, Any]) -> dict[str, Any]:
+    """Each error's standard error, and how fine a gap the validation set can resolve."""
+    train_se = error_se(run.metric, ev["train_error"], run.summary.get("n_train"))
+    val_se = error_se(run.metric, ev["val_error"], run.summary.get("n_val"))
+    return {
+        "train_error_se": train_se,
+        "val_error_se": val_se,
+        "avoidable_bias_se": train_se,
+        "gap_se": combined_se(train_se, val_se),
+        "uncertainty_method": (
+            "normal-residual approximation: se = 0.755 * mae / sqrt(n)"
+            if run.metric == "mae"
+            else "binomial (Agresti-Coull): se = sqrt(p(1-p)/n)"
+        ),
+        "n_val_to_resolve_gap_tolerance": rows_to_resolve(run.metric, ev["val_error"], run.th["gap_tolerance"]),
     }
 
 
@@ -194,6 +218,39 @@ def _validation_curve(
     return found
 
 
+def _doubling_gain(val: np.ndarray | None, axis: EpochAxis) -> dict[str, Any]:
+    """What doubling the epochs would gain on the validation curve, estimated two ways, the smaller kept.
+
+    (1) `_next_doubling`: what the last doubling of the epochs gained, shrunk by how much
+    less it gained than the doubling before it (a curve approaching its floor gains less each
+    time). (2) A curve flattening like `a − b·ln(epoch)` gains b·ln 2 = slope · t · ln 2 from t
+    to 2t, the slope fitted on the last quarter of the epochs (at least 3). A curve that has
+    flattened or turned up gains ~0 by (2); one in its steep early phase is held back by (1).
+    """
+    gain = None
+    finite = np.isfinite(val) if val is not None else None
+    if val is not None and axis.last and finite.sum() >= 3:
+        x, y = axis.epochs[finite], val[finite]
+        recent = max(3, len(y) // 4)
+        slope = float(np.polyfit(x[-recent:], y[-recent:], 1)[0])
+        extrapolated = -slope * float(x[-1]) * math.log(2)
+        # capped at half the best loss: beyond that an extrapolation says only "a lot"
+        gain = max(0.0, min(extrapolated, _next_doubling(y), GAIN_CAP * abs(float(np.min(y)))))
+    best = None if val is None or not np.isfinite(val).any() else float(np.nanmin(val))
+    return {
+        "doubling_epochs_gain": gain,
+        "doubling_epochs_gain_rel": None if gain is None or not best else gain / max(abs(best), MIN_STEP),
+    }
+
+
+def _next_doubling(y: np.ndarray) -> float:
+    """The gain of the next doubling of epochs: the last doubling's gain x min(1, its ratio to the one before)."""
+    n = len(y)
+    quarter, half, now = (float(np.min(y[: max(1, n // 4)])), float(np.min(y[: max(1, n // 2)])), float(np.min(y)))
+    before, last = quarter - half, half - now
+    return last * min(1.0, last / before) if before > 0 else last
+
+
 def _training_trend(
     name: str | None, train: np.ndarray | None, axis: EpochAxis, window: int
 ) -> dict[str, Any]:
@@ -274,44 +331,6 @@ def _gap_over_tolerance_since(run: Run, epochs: np.ndarray, tolerance: float) ->
             break
         since = i
     return int(epochs[since])
-
-
-def curve_reading(ev: dict[str, Any], n: int, last_epoch: int | None) -> str:
-    """The tuning playbook's reading of best vs last epoch, in one sentence."""
-    if n == 0:
-        return "No epoch was recorded: there is no learning curve to read."
-    if n == 1:
-        return "Only one epoch was recorded: the learning curve cannot be read yet."
-    curve = ev["val_curve"] or "validation"
-    if ev["first_nonfinite_epoch"] is not None:
-        return f"The loss became NaN/inf at epoch {ev['first_nonfinite_epoch']}: training diverged."
-    if ev["best_is_last"]:
-        return (
-            f"The best epoch is the last one ({last_epoch}): validation was still improving when training "
-            "ended, so the run is compute-bound or underfit; training longer should help."
-        )
-    if ev["gap_open_epoch"] is not None:
-        rise = (
-            f"{curve} bottomed out at epoch {ev['gap_open_epoch']} and rose "
-            f"{ev['val_rise_after_best_rel']:.0%} by epoch {last_epoch} while the training loss kept falling"
-        )
-        shipped, gap = ev.get("shipped_epoch"), ev.get("gap")
-        caught = gap is not None and gap <= ev.get("gap_tolerance", 0.0)  # the shipped model's gap is fine
-        if caught and shipped is not None and shipped <= ev["gap_open_epoch"]:
-            return f"{rise}: overfitting after epoch {ev['gap_open_epoch']}, which the shipped epoch {shipped} precedes."
-        return f"{rise}: problematic overfitting; the gap started to open at epoch {ev['gap_open_epoch']}."
-    if ev["val_rose_after_best"]:
-        return (
-            f"{curve} bottomed out at epoch {ev['val_curve_best_epoch']} and rose "
-            f"{ev['val_rise_after_best_rel']:.0%} by epoch {last_epoch}, but the training loss did not keep "
-            "falling either: the run has plateaued rather than overfit."
-        )
-    if ev["val_curve_best_epoch"] is not None:
-        return (
-            f"{curve} flattened around epoch {ev['val_curve_best_epoch']} and stayed within its noise "
-            "afterwards: no sign of overfitting in the curve."
-        )
-    return "No validation loss was recorded: the curve cannot be read."
 
 
 # --------------------------------------------------------------------------- history columns

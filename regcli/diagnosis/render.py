@@ -11,10 +11,14 @@ import numpy as np
 # The evidence table of diagnosis.md: evidence key, row label; rows whose value is None are left out.
 TABLE = (
     ("train_error", "clean train error (shipped epoch)"),
+    ("train_error_se", "… its standard error"),
     ("val_error", "validation error (shipped epoch)"),
+    ("val_error_se", "… its standard error"),
     ("target_error", "target error"),
     ("avoidable_bias", "avoidable bias = train − target"),
     ("gap", "variance = val − train"),
+    ("gap_se", "… its standard error"),
+    ("n_val_to_resolve_gap_tolerance", "validation rows that would resolve gap_tolerance"),
     ("baseline_val_error", "majority-class / mean predictor val error"),
     ("shipped_epoch", "shipped epoch"),
     ("best_epoch", "best epoch"),
@@ -31,6 +35,10 @@ TABLE = (
     ("n_val", "validation rows"),
     ("metric_granularity", "one validation sample moves accuracy by"),
     ("penalty_share", "penalty share of the loss"),
+    ("penalty_share_peak", "largest penalty share during training"),
+    ("penalty_share_peak_epoch", "… at epoch"),
+    ("over_regularized", "over-regularized"),
+    ("doubling_epochs_gain", "projected val loss gain from doubling the epochs"),
 )
 
 
@@ -51,23 +59,27 @@ def fmt(x: Any) -> str:
 
 
 def render_markdown(diagnosis: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> str:
-    """diagnosis.md: verdict headline, evidence table, numbered recommendations, warnings."""
+    """diagnosis.md, the answer first: verdict, headline, recommendations, warnings; then the evidence."""
     ev = diagnosis.get("evidence", {}) or {}
     verdict = diagnosis.get("verdict", "unknown")
     lines = [f"# Diagnosis: {verdict.replace('_', ' ')}", ""]
-    if ev.get("verdict_reason"):
-        lines += [ev["verdict_reason"][0].upper() + ev["verdict_reason"][1:], ""]
-    run_line = _run_line(summary)
-    if run_line:
-        lines += [run_line, ""]
-    if ev.get("curve_reading"):
-        lines += [f"**Learning curve.** {ev['curve_reading']}", ""]
-    lines += ["## Evidence", "", "| quantity | value |", "|---|---|", *_evidence_rows(ev)]
-    lines += ["", "## Recommendations", "", *_recommendation_lines(diagnosis.get("recommendations") or [])]
+    if diagnosis.get("headline"):
+        lines += [f"**{diagnosis['headline']}**", ""]
+    lines += ["## Recommendations", "", *_recommendation_lines(diagnosis.get("recommendations") or [])]
     warnings = diagnosis.get("warnings") or []
     if warnings:
         lines += ["", "## Warnings", ""]
         lines += [f"- **{w['code']}**: {w['text']}" for w in warnings]
+    lines += ["", "## Evidence", ""]
+    if ev.get("verdict_reason"):
+        lines += [ev["verdict_reason"][0].upper() + ev["verdict_reason"][1:], ""]
+    for key, label in (("resolution_note", "Uncertainty."), ("curve_reading", "Learning curve.")):
+        if ev.get(key):
+            lines += [f"**{label}** {ev[key]}", ""]
+    run_line = _run_line(summary)
+    if run_line:
+        lines += [run_line, ""]
+    lines += ["| quantity | value |", "|---|---|", *_evidence_rows(ev)]
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,11 @@
 
 `traps(run, ev, verdict)` runs `CHECKS` in order; each returns a warning dict (`code`,
 `text`) or None. The order is the order of diagnosis.json's `warnings`.
+
+One story: a warning appears only when it would change this run's decision (which epoch
+ships, which knob to turn, whether the verdict can be trusted), says how, and never
+contradicts the verdict. What the verdict itself says (over-regularization, not learning)
+is in the headline and the recommendations, not repeated here.
 """
 
 from __future__ import annotations
@@ -57,23 +62,6 @@ def _clean_metrics_missing(run: Run, ev: dict[str, Any], verdict: str) -> Warnin
     )
 
 
-def _penalty_dominates(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
-    """A penalty that is most of the loss of a model that does NOT fit its training data.
-
-    A model that fits (clean train error within the bias tolerance) has a small data loss,
-    so any penalty is a large share of it: that is not the penalty winning.
-    """
-    share, most = ev["penalty_share"], run.th["max_penalty_share"]
-    bias = ev["avoidable_bias"]
-    if share is None or share <= most or bias is None or bias <= ev["bias_tolerance"]:
-        return None
-    return _warn(
-        "penalty_dominates",
-        f"The regularization penalty is {share:.0%} of the loss (> {most:.0%}): the optimizer "
-        "mostly shrinks weights instead of fitting the data. Lower model.l1/model.l2.",
-    )
-
-
 def _val_loss_includes_penalty(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
     """Early stopping on the penalized val_loss shipped an epoch the penalty-free curve does not pick.
 
@@ -122,9 +110,14 @@ def _batchnorm_small_batch(run: Run, ev: dict[str, Any], verdict: str) -> Warnin
     )
 
 
+def _underfits(ev: dict[str, Any], verdict: str) -> bool:
+    return verdict == "not_learning" or ev.get("focus") == "bias"
+
+
 def _dropout_bn_l2_stack(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """Said when the model underfits: three regularizers at once are then a likely cause."""
     rates = run.dropout_rates()
-    if not (rates and max(rates) >= HEAVY_DROPOUT and run.uses_batchnorm() and run.kernel_l2() > 0):
+    if not _underfits(ev, verdict) or not (rates and max(rates) >= HEAVY_DROPOUT and run.uses_batchnorm() and run.kernel_l2() > 0):
         return None
     return _warn(
         "dropout_bn_l2_stack",
@@ -146,25 +139,30 @@ def _l2_before_batchnorm(run: Run, ev: dict[str, Any], verdict: str) -> WarningE
 
 
 def _val_set_too_small(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
-    """One validation sample moves accuracy by more than min_delta (on an accuracy monitor) or the gap tolerance."""
+    """On an accuracy monitor, one validation sample moves accuracy by more than min_delta."""
     grain, min_delta = ev["metric_granularity"], ev["min_delta"]
-    if grain is None:
-        return None
-    parts = []
-    if "acc" in str(ev["monitor"]) and grain > min_delta:
-        parts.append(
-            f"early stopping on {ev['monitor']} counts a single flipped sample as an improvement "
-            f"(min_delta {fmt(min_delta)}); set min_delta to at least {fmt(grain)}"
-        )
-    if grain > ev["gap_tolerance"]:
-        parts.append(f"the gap test (gap_tolerance {fmt(ev['gap_tolerance'])}) is decided by one sample")
-    if not parts:
+    if grain is None or "acc" not in str(ev["monitor"]) or grain <= min_delta:
         return None
     return _warn(
         "val_set_too_small",
-        f"With n_val = {ev['n_val']}, one validation sample moves the accuracy by {fmt(grain)}: "
-        + "; ".join(parts)
-        + ". Raise data.val_fraction.",
+        f"With n_val = {ev['n_val']}, one validation sample moves the accuracy by {fmt(grain)}: early stopping "
+        f"on {ev['monitor']} counts a single flipped sample as an improvement (min_delta {fmt(min_delta)}). "
+        f"Set min_delta to at least {fmt(grain)}, or raise data.val_fraction.",
+    )
+
+
+def _gap_within_noise(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """The gap is over its tolerance, but the validation set is too small to say it clearly is."""
+    gap, tol, se = ev["gap"], ev["gap_tolerance"], ev.get("gap_se")
+    if verdict not in ("good_fit", "high_bias") or gap is None or se is None or gap <= tol:
+        return None
+    need = ev.get("n_val_to_resolve_gap_tolerance")
+    rows = f" (about {need:,} rows would resolve {fmt(tol)})" if need else ""
+    return _warn(
+        "gap_within_noise",
+        f"The gap {fmt(gap)} is over gap_tolerance {fmt(tol)}, but with n_val = {ev['n_val']} it is known only to "
+        f"± {fmt(2 * se)}, so the verdict does not count it as high variance. Before trusting that, raise "
+        f"data.val_fraction{rows} or compare over several seeds with a fixed data.split_seed.",
     )
 
 
@@ -176,6 +174,8 @@ def _noisy_validation(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntr
     epoch before (`_overfit_when_stopped`), or that never stopped, was not misled.
     """
     noise, improvement, min_delta = ev["val_noise"], ev["recent_mean_improvement"], ev["min_delta"]
+    if verdict == "good_fit":  # stopped on noise or not, the best epoch seen fits: nothing to change
+        return None
     if noise is None or noise <= min_delta or (improvement and noise <= abs(improvement)):
         return None
     if not ev["stopped_early"] or _rises_after_best(run, ev) or _overfit_when_stopped(ev):
@@ -220,8 +220,9 @@ def _rises_after_best(run: Run, ev: dict[str, Any]) -> bool:
 
 
 def _early_stop_fired_early(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """Said when the run has a problem to fix; a good fit at epoch 2 needs no warm-up doubt."""
     best = ev["best_epoch"]
-    if not (
+    if verdict == "good_fit" or not (
         ev["stopped_early"] and best is not None and int(best) <= _start_from_epoch(run) + EARLY_BEST_EPOCHS
     ):
         return None
@@ -233,20 +234,11 @@ def _early_stop_fired_early(run: Run, ev: dict[str, Any], verdict: str) -> Warni
     )
 
 
-def _not_learning(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
-    if verdict != "not_learning" or ev["baseline_val_error"] is None or ev["val_error"] is None:
-        return None
-    base = "mean" if run.metric == "mae" else "majority-class"
-    return _warn(
-        "not_learning",
-        f"val error {fmt(ev['val_error'])} is no better than the {base} predictor's "
-        f"{fmt(ev['baseline_val_error'])}: the model has learned nothing usable.",
-    )
-
-
 def _label_noise(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | None:
+    """Said when the bias side decides: flipped training labels inflate the training error."""
     noise = finite_float(run.cfg("data.label_noise")) or 0.0
-    if noise <= 0:
+    target = finite_float(ev.get("target_error")) or 0.0
+    if noise <= 0 or target >= noise or (ev["avoidable_bias"] or 0.0) <= ev["bias_tolerance"]:
         return None
     return _warn(
         "label_noise",
@@ -259,15 +251,14 @@ def _label_noise(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntry | N
 CHECKS: tuple[Callable[[Run, dict[str, Any], str], WarningEntry | None], ...] = (
     _no_epochs,
     _clean_metrics_missing,
-    _penalty_dominates,
     _val_loss_includes_penalty,
     _patience_never_fires,
     _batchnorm_small_batch,
     _dropout_bn_l2_stack,
     _l2_before_batchnorm,
     _val_set_too_small,
+    _gap_within_noise,
     _noisy_validation,
     _early_stop_fired_early,
-    _not_learning,
     _label_noise,
 )
