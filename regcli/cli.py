@@ -158,6 +158,15 @@ def _summary_table(outcome):
     return table
 
 
+def _print_summary(console, outcome) -> None:
+    """`train`'s stdout: the run directory (first line, for `| head -n 1`), the table, the next knob."""
+    from regcli.commands.diagnose import print_next_step
+
+    console.print(str(outcome.run_dir), highlight=False)
+    console.print(_summary_table(outcome))
+    print_next_step(console, outcome.diagnosis)
+
+
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Argument(help="The experiment spec (YAML).")] = None,
@@ -196,8 +205,7 @@ def train(
                 for warning in spec_warnings(spec):
                     _stderr().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
                 outcome = run_experiment(spec, out=out, name=name, smoke=smoke, on_start=on_start, on_epoch=on_epoch)
-    _print_or_pipe_closed(lambda console: (console.print(str(outcome.run_dir), highlight=False),
-                                           console.print(_summary_table(outcome))))
+    _print_or_pipe_closed(lambda console: _print_summary(console, outcome))
     if outcome.state != "completed":
         _stderr().print(f"[bold red]error:[/] the run {outcome.state}; see {outcome.run_dir / 'status.json'}.")
         raise typer.Exit(code=1)
@@ -302,6 +310,9 @@ def diagnose(
     fail_on: Annotated[
         str | None, typer.Option(help="Exit 1 when a run's verdict is one of these, e.g. high_variance,diverged.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print the evidence (diagnosis.json/.md always hold it).")
+    ] = False,
 ) -> None:
     """(Re)compute the bias/variance diagnosis of finished runs from their files alone."""
     from regcli.commands.diagnose import diagnose_runs, fail_on_verdicts, print_diagnosis
@@ -314,9 +325,9 @@ def diagnose(
     else:
         console = _stdout()
         for i, result in enumerate(results):
-            if len(results) > 1:
-                console.print(("\n" if i else "") + f"== {result['run_dir']}", highlight=False, markup=False)
-            print_diagnosis(console, result)
+            if i:
+                console.print()  # one block per run, each opening with its run directory and verdict
+            print_diagnosis(console, result, verbose=verbose)
     for result in results:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
         if result["not_written"]:
             _stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)

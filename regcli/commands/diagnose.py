@@ -83,7 +83,7 @@ def _compute(run: Path, overrides: dict[str, Any] | None) -> tuple[dict[str, Any
     from regcli.replay import replay_report
 
     summary, history, config = diagnosis_inputs(rundir.RunFiles.open(run))
-    diagnosis = diagnose(history, summary, config)
+    diagnosis = diagnose(history, summary, config, run_dir=str(run))
     result: dict[str, Any] = {"run_dir": str(run), "diagnosis": diagnosis}
     if overrides is not None:
         result["replay"] = replay_report(history, summary, config, overrides)
@@ -109,28 +109,78 @@ def _rewrite_diagnosis(run: Path, diagnosis: dict[str, Any], markdown: str) -> s
     return None
 
 
-def print_diagnosis(console, result: dict[str, Any]) -> None:
-    """A readable rich panel: verdict, evidence, recommendations, warnings, replay."""
-    from rich.panel import Panel
-    from rich.table import Table
+def print_diagnosis(console, result: dict[str, Any], *, verbose: bool = False) -> None:
+    """The answer first: run and verdict, headline, numbered recommendations, warnings; then the replay.
+
+    `verbose` adds the evidence (label: value, floats to 4 significant digits) after the warnings;
+    diagnosis.json/.md hold it either way. In a terminal each item wraps under its own text;
+    into a pipe or a file each stays one line, for grep.
+    """
+    from rich.text import Text
 
     diag = result["diagnosis"]
-    evidence = Table.grid(padding=(0, 2))
-    evidence.add_column(style="dim")
-    evidence.add_column()
-    for key, value in diag.get("evidence", {}).items():
-        if isinstance(value, (dict, list)):
-            continue
-        evidence.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(Panel(evidence, title=f"{result['run_dir']}: [bold]{diag['verdict']}[/]", expand=False))
+    console.print(Text.assemble(f"{result['run_dir']}: ", (str(diag["verdict"]), "bold")), soft_wrap=True)
+    if diag.get("headline"):
+        _item(console, "", str(diag["headline"]))
     for i, rec in enumerate(diag.get("recommendations", []), start=1):
-        console.print(f"{i}. {rec.get('text') if isinstance(rec, dict) else rec}", highlight=False)
+        _item(console, f"{i}.", str(rec.get("text") if isinstance(rec, dict) else rec))
     for warning in diag.get("warnings", []):
-        text = warning.get("text") if isinstance(warning, dict) else warning
-        console.print(f"[yellow]warning:[/] {text}", highlight=False)
-    replay = result.get("replay")
-    if replay:
-        lines = replay.get("text") or replay.get("lines") or []
-        if isinstance(lines, str):
-            lines = [lines]
-        console.print(Panel("\n".join(lines) or str(replay), title="early-stopping replay", expand=False))
+        _item(console, "warning:", str(warning.get("text") if isinstance(warning, dict) else warning), style="yellow")
+    if verbose:
+        console.print("evidence:", style="dim", soft_wrap=True, highlight=False)
+        for key, value in diag.get("evidence", {}).items():
+            _item(console, f"  {key}:", _compact(value), style="dim")
+    if result.get("replay"):
+        _print_replay(console, result["replay"])
+
+
+def print_next_step(console, diagnosis: dict[str, Any]) -> None:
+    """After `train`'s summary table: the headline, and the first recommendation as `next: ...`."""
+    if diagnosis.get("headline"):
+        _item(console, "", str(diagnosis["headline"]))
+    recommendations = diagnosis.get("recommendations") or []
+    if recommendations:
+        first = recommendations[0]
+        _item(console, "next:", str(first.get("text") if isinstance(first, dict) else first), style="bold")
+
+
+def _item(console, label: str, text: str, *, style: str = "") -> None:
+    """`label text` as one line into a pipe; in a terminal wrapped to its width, under the text."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not console.is_terminal:  # a pipe or a file: never folded, so `grep` finds a whole recommendation
+        line = Text.assemble((label, style), " " if label else "", text)
+        console.print(line, soft_wrap=True, highlight=False)
+        return
+    grid = Table.grid(padding=(0, 1) if label else 0)
+    if label:
+        grid.add_column(style=style, no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row(*([label] if label else []), Text(text))
+    console.print(grid, highlight=False)
+
+
+def _compact(value: Any) -> str:
+    """An evidence value as a person reads it: floats to 4 significant digits, lists and dicts on one line."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_compact(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _print_replay(console, replay: dict[str, Any]) -> None:
+    """The --replay answer in a panel, its sentences wrapped (never cropped) to the width."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    lines = replay.get("text") or replay.get("lines") or []
+    if isinstance(lines, str):
+        lines = [lines]
+    body = Text("\n".join(lines) or str(replay), no_wrap=False, overflow="fold")
+    console.print(Panel(body, title="early-stopping replay", expand=False), highlight=False)
