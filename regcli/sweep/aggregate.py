@@ -6,8 +6,9 @@ a local one aggregate identically. Ranking uses the validation split only (SPEC 
 `select.metric` averaged over seeds. A configuration is eligible to win only when every
 one of its seeds completed ("stable across seeds"); the others rank below it.
 
-The pure part (`leaderboard`, `pick_winner`, `noise_check`, `edge_notes`) works on plain
-DataFrames and is tested on hand-written numbers; `aggregate` does the I/O.
+The pure part (`leaderboard`, `pick_winner`, `noise_check`, `edge_notes`, `shipped_run_note`,
+and `variance` with its note) works on plain DataFrames and is tested on hand-written
+numbers; `aggregate` does the I/O.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from regcli import rundir
-from regcli.sweep import store
+from regcli.sweep import store, variance
 from regcli.sweep.expand import FRACTION_KNOB, format_value, parse_cell, same_value
 from regcli.sweep.spec import Sweep, penalty_knobs_varied
 from regcli.values import is_finite
@@ -382,6 +383,9 @@ def best_record(
             "std": runner_up.get(f"{metric}_std"),
         }
         notes.append(_margin_note(winner, runner_up, check, metric))
+    record["variance"] = variance.sweep_variance(results, metric, mode)
+    seeds_note = variance.variance_note(record["variance"], split_fixed=split_seed_fixed(sweep))
+    notes.extend(n for n in (seeds_note, record["shipped_run_note"]) if n)
     penalty_knobs = penalty_knobs_varied(sweep.resolved["params"])
     if metric == "val_loss" and penalty_knobs:
         notes.append(
@@ -417,18 +421,58 @@ def _winner_record(
         "runs": list(done["run_dir"]),
         "shipped_run": shipped["run_dir"],
         "shipped_value": shipped[metric],
+        "shipped_run_note": shipped_run_note(winner, shipped, metric, mode, tested=_tests_once(sweep)),
         "val_error_mean": winner.get("val_error_mean"),
         "gap_mean": winner.get("gap_mean"),
         "runner_up": None,
         "margin": None,
         "within_noise": None,
         "paired": None,
+        "variance": None,
         "notes": notes,
         "final_test": None,
         # SPEC §1: a smoke run never consults the test split, so final_test: true waits for the real sweep.
         "final_test_skipped": FINAL_TEST_SKIPPED_SMOKE if sweep.smoke and sweep.resolved["final_test"] else None,
         "smoke": sweep.smoke,
     }
+
+
+def _tests_once(sweep: Sweep) -> bool:
+    """Whether this sweep ends with the winner's final test (final_test: true, and not --smoke)."""
+    return bool(sweep.resolved["final_test"]) and not sweep.smoke
+
+
+def shipped_run_note(winner: Mapping[str, Any], shipped: Mapping[str, Any], metric: str, mode: str, *, tested: bool) -> str | None:
+    """Why the shipped run's validation value is optimistic, with the honest estimate beside it
+    (None for one completed seed: there was nothing to choose from).
+
+    The shipped run is the winner's seed with the best validation value: the minimum (max) over
+    N seeds, so it is biased low (high) even when every seed is equally good.
+    """
+    n, value = int(winner["n_completed"]), shipped[metric]
+    mean, std = winner[f"{metric}_mean"], winner.get(f"{metric}_std")
+    if n < 2 or not is_finite(value) or not is_finite(mean):
+        return None
+    extreme, bias = ("minimum", "low") if mode == "min" else ("maximum", "high")
+    spread = f" ± {std:.2g}" if is_finite(std) else ""
+    report = (
+        "the final test (best.json's final_test) is the number to report"
+        if tested
+        else "`regcli test` on it, once, gives the number to report"
+    )
+    return (
+        f"The shipped run {shipped['run_dir']} is the winner's luckiest seed (seed {int(shipped['seed'])}): its "
+        f"{metric} {value:.4g} is the {extreme} over {n} seeds, biased {bias}. The configuration's mean "
+        f"{mean:.4g}{spread} over its {n} seeds is the honest validation estimate; {report}."
+    )
+
+
+def split_seed_fixed(sweep: Sweep) -> bool:
+    """Whether every seed of a configuration trains on the same split: the base sets
+    `data.split_seed`, or the sweep varies it as a knob without a null value."""
+    if "data.split_seed" in sweep.knobs:
+        return all(v is not None for v in sweep.resolved["params"]["data.split_seed"])
+    return (sweep.resolved["base"].get("data") or {}).get("split_seed") is not None
 
 
 def _best_values(board: pd.DataFrame, sweep: Sweep, params: Mapping[str, Any]) -> dict[str, Any]:
