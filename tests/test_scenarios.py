@@ -69,3 +69,6 @@ def test_scenario_gets_its_expected_verdict_and_first_knob(tmp_path, name, expec
         assert _size(first["to"]) > _size(first["from"]), texts
     if expected["direction"] == "removed":  # a setting removed (data.drift -> null)
         assert first["from"] is not None and first["to"] is None, texts
+    if expected["verdict"] == "good_fit":  # one story: no warning against a good fit's own settings
+        assert {w["code"] for w in diagnosis["warnings"]} <= {"gap_within_noise"}, diagnosis["warnings"]
+    assert len(diagnosis["recommendations"]) <= 3
