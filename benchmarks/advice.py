@@ -1,8 +1,8 @@
 """Does the diagnosis's advice pay? Each corpus scenario, its first recommendation applied, vs a one-knob oracle.
 
     .venv/bin/python benchmarks/advice.py                     # `make bench`: every scenario in configs/scenarios/,
-                                                              # seeds 0,1,2 (~10 min from scratch on 2 cores;
-                                                              # ~1 min once cached, re-diagnosing only)
+                                                              # seeds 0,1,2 (737 s from scratch on 2 shared cores,
+                                                              # 204 trainings; ~5 s once cached, re-diagnosing only)
     .venv/bin/python benchmarks/advice.py --scenarios overfit,diverged --seeds 0,1
     .venv/bin/python benchmarks/advice.py --write             # also rewrites the table in docs/diagnosis.md
     .venv/bin/python benchmarks/advice.py --no-cache          # trains everything again (and refreshes the cache)
@@ -21,10 +21,13 @@ The cache (`.bench_cache/advice/`, one JSON per training plus its run directory)
 file's content hash, the sorted overrides and the seed. A rerun after the diagnosis rules changed
 retrains nothing that is cached: base runs are re-diagnosed from their saved run directories
 (`regcli.commands.diagnose.diagnose_run`), and only advice moves not trained before are trained.
-The oracle's menu moves of one scenario and seed share one packed model (`regcli.experiment.run_packed`,
-as `regcli sweep` packs trials: measured 10.0 s for 5 towers vs 19.8 s trained one by one; a tower
-without dropout trains exactly as it would alone); base runs and advice moves are trained alone.
-"""
+Trainings run in-process through the Python API (`run_experiment`), quiet. The oracle's moves of one
+scenario and seed that fit together share one packed model (`regcli.experiment.run_packed`, as
+`regcli sweep` packs trials): 10.0 s for 5 towers of 60 epochs vs 19.8 s one by one, less on this
+corpus, where early stopping ends most runs early and a pack runs as long as its longest tower
+(65 s vs 70 s for good_fit + overfit at seed 0, machine load 4). A tower without dropout trains
+exactly as `regcli train` would; one with dropout draws other dropout masks (the same rate), so
+`--no-pack` is the way to reproduce a dropout move's number with `regcli train --set`."""
 
 from __future__ import annotations
 

@@ -79,7 +79,9 @@ def _peak_share(h: pd.DataFrame) -> tuple[float | None, int | None]:
     for total, data in (("clean_loss", "clean_data_loss"), ("loss", "data_loss")):
         if total in h.columns and data in h.columns:
             loss = pd.to_numeric(h[total], errors="coerce").to_numpy(dtype=float)
-            share = np.where(loss > 0, (loss - pd.to_numeric(h[data], errors="coerce").to_numpy(dtype=float)) / loss, np.nan)
+            data_loss = pd.to_numeric(h[data], errors="coerce").to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a diverged run's NaN/inf epochs
+                share = np.where(loss > 0, (loss - data_loss) / loss, np.nan)
             share[~np.isfinite(share)] = np.nan
             if np.isfinite(share).any():
                 i = int(np.nanargmax(share))
