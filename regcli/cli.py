@@ -487,6 +487,33 @@ def sweep(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path | None, typer.Argument(help="The base experiment spec (YAML); optional with --resume.")] = None,
+    budget: Annotated[int | None, typer.Option(help="The most trials to train, each seed run one. Defaults to 24.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds of every configuration. Defaults to 0,1,2.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Trials trained at once, as for regcli sweep. Defaults to 1.")] = None,
+    executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
+    resume: Annotated[Path | None, typer.Option(help="Continue this tune directory; its finished trials are kept.")] = None,
+    out: Annotated[str | None, typer.Option(callback=_out_dir, help="Where the tune directory is created. Defaults to runs/.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="CI smoke run: one seed, one step, 2 epochs, no final test.")] = False,
+) -> None:
+    """Diagnose, try the top recommendations one knob each over seeds, keep a change only beyond seed noise, repeat; test once."""
+    from regcli.sweep.console import sweep_progress
+    from regcli.tune import parse_seeds, prepare_tune, run_tune, summary_text
+
+    say = (lambda text: None) if quiet else (lambda text: _stderr().print(text, highlight=False, markup=False, soft_wrap=True))
+    with _errors():
+        plan = prepare_tune(config, budget=budget, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, out=out,
+                            resume=resume, smoke=smoke)
+        with sweep_progress(_stderr(), quiet=quiet) as progress:
+            result = run_tune(plan, progress=progress, on_step=say, on_note=say)
+    typer.echo(summary_text(result))  # stdout: the tune directory and what shipped; progress went to stderr
+    for note in result.best["notes"]:
+        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
 def init(
     path: Annotated[
         Path | None,

@@ -93,6 +93,21 @@ def run_dir(sweep_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tune_dir(tmp_path_factory) -> Path:
+    """A --smoke tune of TINY (one seed, at most 3 trials of 2 epochs), trained in this process."""
+    from regcli.tune import loop, prepare_tune
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loop, "make_executor", lambda plan, n_tasks: InProcessExecutor())
+    base = tmp_path_factory.mktemp("report-tune")
+    (base / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    try:
+        return loop.run_tune(prepare_tune(base / "tiny.yaml", out=base / "runs", smoke=True)).tune_dir
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A Playwright context on Debian's headless Chromium with a fresh user-data-dir."""
     if not os.path.exists(CHROMIUM):
@@ -164,6 +179,18 @@ def test_sweep_report_shows_winner_leaderboard_every_plot_and_states(sweep_dir, 
     winner = page.inner_text("#winner")
     assert "Final test" in winner and f"{best['final_test']['metrics']['error']:.4g}" in winner
     assert "2 completed" in page.inner_text("header")
+    page.close()
+
+
+def test_tune_report_shows_what_shipped_every_step_and_the_trajectory(tune_dir, browser):
+    result = CliRunner().invoke(app, ["report", str(tune_dir)])
+    assert result.exit_code == 0, result.output
+    page, seen = open_page(browser, tune_dir / REPORT)
+    check_page(page, seen, n_images=1)  # trajectory.png
+    assert page.inner_text("#verdict-text").startswith("Shipped: ")
+    n_steps = len((tune_dir / "steps.csv").read_text().splitlines()) - 1
+    assert page.locator("#steps tbody tr").count() == n_steps
+    assert "No final test: this is a --smoke tune" in page.inner_text("#winner")
     page.close()
 
 

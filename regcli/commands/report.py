@@ -1,4 +1,4 @@
-"""`regcli report`: one self-contained report.html for a run directory or a sweep directory.
+"""`regcli report`: one self-contained report.html for a run, sweep or tune directory.
 
 The page needs no network: figures are inlined as base64 PNG data URIs, the CSS is inline,
 there is no script and no web font, and a Content-Security-Policy forbids anything else.
@@ -27,6 +27,7 @@ from regcli import __version__, rundir
 from regcli.errors import RunDirError
 from regcli.sweep import store
 from regcli.sweep.store import BEST, LEADERBOARD, MANIFEST, RESULTS, SWEEP_SPEC
+from regcli.tune.plan import STEPS, TRAJECTORY, TUNE_SPEC
 
 REPORT = "report.html"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,6 +73,8 @@ def render_report(path: Path) -> tuple[Path, str]:
         raise RunDirError(f"{path} does not exist (looked for {path.absolute()}). Pass a run or sweep directory.")
     if not path.is_dir():
         raise RunDirError(f"{path} is a file; `regcli report` takes a run directory or a sweep directory.")
+    if (path / TUNE_SPEC).is_file():
+        return path, tune_page(path)
     if (path / SWEEP_SPEC).is_file() or (path / MANIFEST).is_file():
         return path, sweep_page(path)
     if (path / rundir.STATUS).exists() or (path / rundir.CONFIG).exists():
@@ -471,3 +474,78 @@ def _num(text: str | None) -> Any:
         return float(text)
     except ValueError:
         return text
+
+
+# --------------------------------------------------------------------------- tune page
+
+
+def read_tune(tune_dir: Path) -> dict[str, Any]:
+    """Everything the tune page shows: tune.yaml, the steps, the shipped configuration, the trajectory."""
+    return {
+        "spec_text": _text(tune_dir / TUNE_SPEC),
+        "steps": _csv(tune_dir / STEPS) or [],
+        "best": _json(tune_dir / BEST, "the tune's shipped configuration"),
+        "figures": [(n, d) for n, d in _figures(tune_dir) if n == TRAJECTORY],
+    }
+
+
+def tune_page(tune_dir: Path) -> str:
+    """The HTML page of one tune directory: what was shipped, every decision and why, the trajectory."""
+    info = read_tune(tune_dir)
+    best, steps = info["best"], info["steps"]
+    accepted = sum(r.get("accepted") == "true" and bool(r.get("knob")) for r in steps)
+    subtitle = badge(best.get("verdict") or "?") if best else badge("unfinished", "running")
+    subtitle += f"{esc(accepted)} accepted change(s) in {esc(len(steps))} decision(s)"
+    figures = "".join(figure_html(n, d, "Validation and clean-train error per step, each point labelled with the "
+                                  "knob turned; right: every configuration tried (mean ± std over seeds).")
+                      for n, d in info["figures"])
+    sections = [
+        section("Shipped configuration", _tune_best_html(best), "winner"),
+        section("Trajectory", figures or '<p class="note">No trajectory.png yet.</p>', "figures"),
+        section("Steps (steps.csv)", _steps_html(steps), "steps"),
+        section("Resolved tune (tune.yaml)",
+                f"<pre>{html.escape(info['spec_text'])}</pre>" if info["spec_text"] is not None
+                else '<p class="note">tune.yaml is missing.</p>', "config"),
+    ]
+    return page(tune_dir.resolve().name, subtitle, sections)
+
+
+def _tune_best_html(best: Mapping[str, Any] | None) -> str:
+    if best is None:
+        return ('<p class="headline" id="verdict-text">No best.json yet: the tune has not finished. '
+                "Continue it with regcli tune --resume.</p>")
+    overrides = best.get("overrides") or {}
+    std = f" ± {rundir.format_cell(best.get('std'))}" if best.get("std") is not None else ""
+    what = ", ".join(best.get("set") or []) or "the base spec, unchanged"
+    parts = [
+        f'<p class="headline" id="verdict-text">Shipped: {esc(what)} — val_data_loss {esc(best.get("mean"))}'
+        f"{html.escape(std)} over {esc(len(best.get('seeds') or []))} seed(s), chosen on validation only.</p>",
+        f"<p>Stopped: {esc((best.get('stopped') or {}).get('text'))}. {esc(best.get('trials_used'))} of "
+        f"{esc(best.get('budget'))} trials used.</p>",
+        table(("knob", "value"), overrides.items(), numeric_from=1) if overrides else "",
+        f"<p>Shipped run: <code>{esc(best.get('shipped_run'))}</code></p>",
+    ]
+    final = best.get("final_test")
+    if isinstance(final, Mapping) and isinstance(final.get("metrics"), Mapping):
+        rows = [(k, final["metrics"][k]) for k in METRIC_KEYS if k in final["metrics"]]
+        parts.append("<p>Final test, the shipped run only, once:</p>" + table(("metric", "test"), rows))
+    elif best.get("final_test_skipped"):
+        parts.append(f'<p class="note">No final test: {esc(best["final_test_skipped"])}.</p>')
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in best.get("notes") or [])
+    return "".join(parts) + (f'<ul class="notes">{notes}</ul>' if notes else "")
+
+
+def _steps_html(steps: list[dict[str, str]]) -> str:
+    if not steps:
+        return '<p class="note">No steps.csv yet.</p>'
+    heads = ["step", "knob", "from", "to", "val_data_loss", "± std", "accepted", "why"]
+    numeric, num_class = {4, 5}, ' class="num"'
+    head = "".join(f'<th{num_class if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(heads))
+    body = ""
+    for r in steps:
+        cells = [r.get("step"), r.get("knob") or ("base" if r.get("step") == "0" else ""), r.get("from"), r.get("to"),
+                 _num(r.get("val_mean")), _num(r.get("val_std")), r.get("accepted"), r.get("why")]
+        body += "<tr>" + "".join(f'<td{num_class if i in numeric else ""}>{esc(v)}</td>'
+                                 for i, v in enumerate(cells[:-1]))
+        body += f'<td style="overflow-wrap:anywhere">{esc(cells[-1])}</td></tr>'  # long knob names wrap too
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
