@@ -194,22 +194,3 @@ def test_a_good_fit_carries_no_warning_against_its_own_settings(summary, config)
     assert set(codes(result)) <= {"gap_within_noise", "clean_metrics_missing"}
     assert result["recommendations"][0]["text"].startswith("ship it")
 
-
-def test_a_gap_already_there_in_the_first_epochs_points_at_the_data_not_the_fit():
-    """Covariate drift: train error 0.04, val error 0.26 from the first epoch on; no regularizer closes it."""
-    n = 20
-    history = make_history(np.full(n, 0.6), train=np.linspace(0.4, 0.1, n), val_err=np.full(n, 0.26), train_err=np.linspace(0.1, 0.04, n))
-    config = make_config(**{"data.drift": {"shift": 0.5, "scale": 1.0}})
-    result = run(history=history, summary=make_summary(0.04, 0.26, n_val=114, n_train=341), config=config)
-    ev = result["evidence"]
-    assert result["verdict"] == "high_variance" and ev["first_epoch_gap"] == pytest.approx(0.26 - (0.1 - 0.06 * 2 / 19))  # epoch 3 of 20
-    assert ev["gap_from_start"] is True and "the validation data differ" in result["headline"]
-    first = result["recommendations"][0]
-    assert (first["knob"], first["to"]) == ("data.drift", None)
-    # without a simulated drift the same curves get a data check, with no knob
-    plain = run(history=history, summary=make_summary(0.04, 0.26, n_val=114, n_train=341))
-    assert plain["recommendations"][0]["knob"] is None
-    assert plain["recommendations"][0]["text"].startswith("check how the validation data are made")
-    # a gap that opened late (0.0 after epoch 1) is overfitting, not a shift
-    late = make_history(np.full(n, 0.6), train=np.linspace(0.4, 0.1, n), val_err=np.linspace(0.1, 0.26, n), train_err=np.linspace(0.1, 0.04, n))
-    assert run(history=late, summary=make_summary(0.04, 0.26, n_val=114, n_train=341))["evidence"]["gap_from_start"] is False

@@ -46,7 +46,6 @@ from regcli.diagnosis.render import fmt, render_markdown
 from regcli.diagnosis.verdict import (
     VERDICTS,
     focus,
-    gap_from_start,
     read_verdict,
     resolution_note,
     verdict_reason,
@@ -92,7 +91,6 @@ def diagnose(
     ev["focus"] = focus(ev, verdict)
     signs = over_regularized(run, ev, underfits=verdict == "not_learning" or ev["focus"] == "bias")
     ev["over_regularized"], ev["over_regularization_signs"] = bool(signs), signs
-    ev["gap_from_start"] = ev["focus"] == "variance" and gap_from_start(ev)
     ev["verdict_reason"] = verdict_reason(verdict, ev)
     ev["resolution_note"] = resolution_note(ev)
     ev["curve_reading"] = curve_reading(ev, verdict)
@@ -131,12 +129,6 @@ def headline(verdict: str, ev: dict[str, Any]) -> str:
     ]
     if verdict == "good_fit" and noisy:
         line = f"{errors}: neither side clearly over its tolerance"
-    if ev["gap_from_start"]:
-        line = (
-            f"validation error {fmt(ev['val_error'])} is far above the clean train error {fmt(ev['train_error'])} "
-            f"(gap {_pm(ev['gap'], ev['gap_se'])}), and the gap was {fmt(ev['first_epoch_gap'])} already in the "
-            "first epochs: the validation data differ from the training data"
-        )
     if noisy and verdict in ("high_variance", "good_fit"):
         line += f" ({'; '.join(noisy)})"
     return f"{label} — {line}."

@@ -56,7 +56,7 @@ def _good_fit(run: Run, ev: dict[str, Any]) -> list[Rec | None]:
 
 
 def _high_variance(run: Run, ev: dict[str, Any]) -> list[Rec | None]:
-    """Regularize, one knob; the data first when the gap was there before any fitting.
+    """Regularize, one knob.
 
     L2 on kernels feeding BatchNormalization barely regularizes, and a first L2 of 1e-4 from 0
     changed nothing measurable on the overfit scenario where dropout 0.2 gained beyond seed
@@ -66,29 +66,7 @@ def _high_variance(run: Run, ev: dict[str, Any]) -> list[Rec | None]:
         regularize = [_raise_dropout(run), _raise_l2(run)]
     else:
         regularize = [_raise_l2(run), _raise_dropout(run)]
-    shifted = [_shifted_data(run, ev)] if ev.get("gap_from_start") else []
-    return [*shifted, _early_stopping_hygiene(run, ev), *regularize, _more_data(run, ev), _lower_patience(run, ev)]
-
-
-def _shifted_data(run: Run, ev: dict[str, Any]) -> Rec:
-    """A gap present from the first epochs: the validation data differ from the training data."""
-    drift = run.cfg("data.drift")
-    if drift:
-        return _rec(
-            "data.drift",
-            drift,
-            None,
-            f"remove data.drift ({drift}): the gap was {fmt(ev['first_epoch_gap'])} already in the first epochs, "
-            "so it comes from the shifted validation features, not from overfitting",
-        )
-    return _rec(
-        None,
-        None,
-        None,
-        f"check how the validation data are made: the gap was {fmt(ev['first_epoch_gap'])} already in the "
-        "first epochs, before the model could memorize its training rows, so the validation data differ from the "
-        "training data (a shift, or a preprocessing or split mismatch) and regularization will not close it",
-    )
+    return [_early_stopping_hygiene(run, ev), *regularize, _more_data(run, ev), _lower_patience(run, ev)]
 
 
 def _high_bias(run: Run, ev: dict[str, Any]) -> list[Rec | None]:

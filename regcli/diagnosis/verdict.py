@@ -134,16 +134,3 @@ def resolution_note(ev: dict[str, Any]) -> str | None:
         f"data.val_fraction{rows}, or compare configurations over several seeds with a fixed data.split_seed."
     )
 
-
-def gap_from_start(ev: dict[str, Any]) -> bool:
-    """Whether most of the gap was there in the first epochs, clear of noise: the data differ, not the fit.
-
-    A model cannot memorize its training rows in one epoch, so a gap already clearly over its
-    tolerance then (and at least half of the final gap) points at validation data that differ
-    from the training data (covariate shift, a preprocessing or split mismatch), which no
-    regularizer closes.
-    """
-    first, final = ev.get("first_epoch_gap"), ev.get("gap")
-    if first is None or final is None or final <= 0:
-        return False
-    return Side(first, ev["gap_tolerance"], ev.get("gap_se"), EPS).high and first >= 0.5 * final
