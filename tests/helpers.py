@@ -13,3 +13,8 @@ def write_sweep(directory: Path, sweep: dict, *, base: dict, name: str = "sweep.
     path = directory / name
     path.write_text(yaml.safe_dump({"base": "base.yaml", **sweep}, sort_keys=False))
     return path
+
+
+def flat(text: str) -> str:
+    """rich may wrap stderr: compare messages with whitespace runs collapsed."""
+    return " ".join(text.split())

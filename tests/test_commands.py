@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from helpers import flat
 
 from regcli import rundir
 from regcli.commands.final_test import consultation_warning
@@ -61,10 +62,6 @@ def imported(stderr: str) -> set[str]:
     """Module names from `-X importtime` output."""
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:") and "|" in line}
 
-
-def flat(text: str) -> str:
-    """rich wraps stderr at 80 columns: compare messages with whitespace runs collapsed."""
-    return " ".join(text.split())
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

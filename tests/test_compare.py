@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import flat
 from typer.testing import CliRunner
 
 from regcli import rundir
@@ -36,10 +37,6 @@ CONFIG = {
     "training": {"epochs": 3, "early_stopping": {"enabled": False, "patience": 5}},
 }
 
-
-def flat(text: str) -> str:
-    """rich wraps at the terminal width: compare messages with whitespace runs collapsed."""
-    return " ".join(text.split())
 
 
 def write_run(parent: Path, name: str, *, model: dict | None = None, val_error: float = 0.05,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import flat
 from typer.testing import CliRunner
 
 from regcli import rundir
@@ -41,10 +42,6 @@ TINY = {
     "training": {"epochs": 2, "early_stopping": {"enabled": False}},
 }
 
-
-def flat(text: str) -> str:
-    """rich may wrap stderr: compare messages with whitespace runs collapsed."""
-    return " ".join(text.split())
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

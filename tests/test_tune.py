@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import flat
 from typer.testing import CliRunner
 
 from regcli.cli import app
@@ -63,10 +64,6 @@ TINY = {
     "training": {"epochs": 3, "early_stopping": {"enabled": False}},
 }
 
-
-def flat(text: str) -> str:
-    """rich may wrap stderr: compare messages with whitespace runs collapsed."""
-    return " ".join(text.split())
 
 
 def read_steps(tune_dir: Path) -> list[dict[str, str]]:
