@@ -1,170 +1,45 @@
 """The `regcli` command line: one short function per command, no training logic.
 
-Errors are translated once, in `_errors()`: a RegcliError prints its one-paragraph
+Errors are translated once, in `cli_support.errors()`: a RegcliError prints its one-paragraph
 message to stderr and exits with its code (2 bad input, 1 failed run, 130 Ctrl-C).
 Nothing here imports TensorFlow or Keras: `--help`, `validate` and `diagnose` stay instant.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
+from regcli.cli_support import (
+    RegcliGroup,
+    check_name,
+    epoch_progress,
+    errors,
+    jobs_note,
+    out_dir,
+    overrides,
+    print_or_pipe_closed,
+    print_summary,
+    stderr,
+    stdout,
+    test_table,
+    wide_stdout,
+)
 from regcli.commands.init import Template
-from regcli.errors import BadInputError, RegcliError
-from regcli.rundir import format_cell
-
-
-def _flags_take_no_value(params: list) -> list:
-    """Gives every flag an empty metavar, so help shows `--smoke`, not `--smoke <bool>`; returns `params`."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class _Group(TyperGroup):
-    """regcli's command group: help lists a flag (--smoke, --quiet, --json, --help, ...) without a value placeholder.
-
-    Typer 0.29's rich help prints each option's type after it, flags included, so `--smoke <bool>`
-    read as an option that takes a value, and `--smoke true` then fails ("unexpected extra argument").
-    A flag's metavar is what the help shows in place of its type: empty, it shows nothing.
-    """
-
-    def get_params(self, ctx):
-        return _flags_take_no_value(super().get_params(ctx))
-
-    def get_command(self, ctx, cmd_name):
-        command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            _flags_take_no_value(command.get_params(ctx))  # the command's --help option included
-        return command
-
+from regcli.errors import BadInputError
 
 app = typer.Typer(
     name="regcli",
     help="Experiment runner for regularization in deep learning (Keras 3): train, diagnose, sweep.",
-    cls=_Group,
+    cls=RegcliGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _stdout():
-    from rich.console import Console
-
-    return Console(soft_wrap=True)
-
-
-@contextlib.contextmanager
-def _errors():
-    """Turns regcli's errors into one clear message and the SPEC §1 exit code."""
-    try:
-        yield
-    except RegcliError as exc:
-        from rich.markup import escape
-
-        # escape: messages hold brackets ("pip install 'regcli[ray]'") that are not markup.
-        _stderr().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        _stderr().print("interrupted")
-        raise typer.Exit(code=130) from None
-    except Exception as exc:
-        from regcli.interrupt import caused_by_ctrl_c
-
-        if not caused_by_ctrl_c(exc):  # e.g. "SystemError: __import__ returned a result with an exception set"
-            raise
-        _stderr().print("interrupted")
-        raise typer.Exit(code=130) from None
-
-
-def _overrides(sets: list[str] | None, seed: int | None, backend: str | None) -> list[str]:
-    overrides = list(sets or [])
-    if seed is not None:
-        overrides.append(f"seed={seed}")
-    if backend is not None:
-        overrides.append(f"backend={backend}")
-    return overrides
-
-
-def _out_dir(value: str | None) -> Path | None:
-    """--out: a directory path; an empty one would silently mean the current folder."""
-    if value is not None and not value.strip():
-        with _errors():  # the usual one-line `error:` and exit 2, not Typer's usage box
-            raise BadInputError(
-                f"--out must name a directory. Received: {value!r}. Give one, e.g. --out runs "
-                "(--out . for the current folder), or leave --out out for its default."
-            )
-    return None if value is None else Path(value)
-
-
-def _check_name(name: str | None) -> None:
-    """--name '' is refused like any other bad run name, instead of silently using the default."""
-    from regcli.rundir import check_run_name
-
-    if name is not None:
-        check_run_name(name, "--name")
-
-
-def _jobs_note(jobs: int | None, executor: str, n_trials: int) -> str | None:
-    """One line when --jobs asks for more local workers than there are trials or CPU cores."""
-    if jobs is None or executor != "local":
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(jobs, max(1, n_trials))
-    if jobs > cores:
-        return (
-            f"--jobs {jobs} is more than this machine's {cores} CPU core(s): {workers} worker process(es) "
-            f"(at most one per trial; the sweep has {n_trials}) will share them, each trial slower. "
-            f"Use --jobs {cores} for one trial per core."
-        )
-    if jobs > n_trials:
-        return f"--jobs {jobs}: the sweep has {n_trials} trial(s), so {workers} worker process(es) start."
-    return None
-
-
-def _summary_table(outcome):
-    from rich.table import Table
-
-    s, d = outcome.summary, outcome.diagnosis
-    table = Table(title=f"{outcome.run_dir.name}: {outcome.state}", show_header=True)
-    table.add_column("")
-    table.add_column("train (clean)", justify="right")
-    table.add_column("validation", justify="right")
-    for key in ("loss", "data_loss", "accuracy", "mae", "error"):
-        if key in s["metrics"]["train"]:
-            table.add_row(key, format_cell(s["metrics"]["train"].get(key)), format_cell(s["metrics"]["val"].get(key)))
-    table.caption = (
-        f"shipped epoch {s['best_epoch']} of {s['epochs_run']} "
-        f"({'stopped early' if s['stopped_early'] else 'ran all epochs'}"
-        f"{', best weights restored' if s['restored_best_weights'] else ''}); "
-        f"verdict: {d.get('verdict')}"
-    )
-    return table
-
-
-def _print_summary(console, outcome) -> None:
-    """`train`'s stdout: the run directory (first line, for `| head -n 1`), the table, the next knob."""
-    from regcli.commands.diagnose import print_next_step
-
-    console.print(str(outcome.run_dir), highlight=False)
-    console.print(_summary_table(outcome))
-    print_next_step(console, outcome.diagnosis)
 
 
 @app.command()
@@ -175,7 +50,7 @@ def train(
         typer.Option("--set", help="Override a key by dotted path, e.g. --set model.l2=1e-3 (value parsed as YAML)."),
     ] = None,
     out: Annotated[
-        str, typer.Option(callback=_out_dir, help="Directory the run directory is created in.")
+        str, typer.Option(callback=out_dir, help="Directory the run directory is created in.")
     ] = "runs",
     name: Annotated[
         str | None,
@@ -194,42 +69,25 @@ def train(
     from regcli.experiment import resume_run, run_experiment
     from regcli.spec import load_experiment_spec, spec_warnings
 
-    with _errors():
+    with errors():
         _check_train_args(config, resume, set_, seed, backend, name, smoke)
-        _check_name(name)
-        with _progress(quiet) as (on_start, on_epoch):
+        check_name(name)
+        with epoch_progress(quiet) as (on_start, on_epoch):
             if resume is not None:
                 outcome = resume_run(resume, on_start=on_start, on_epoch=on_epoch)
             else:
-                spec = load_experiment_spec(config, _overrides(set_, seed, backend))
+                spec = load_experiment_spec(config, overrides(set_, seed, backend))
                 for warning in spec_warnings(spec):
-                    _stderr().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+                    stderr().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
                 outcome = run_experiment(spec, out=out, name=name, smoke=smoke, on_start=on_start, on_epoch=on_epoch)
-    _print_or_pipe_closed(lambda console: _print_summary(console, outcome))
+    print_or_pipe_closed(lambda console: print_summary(console, outcome))
     if outcome.state != "completed":
-        _stderr().print(f"[bold red]error:[/] the run {outcome.state}; see {outcome.run_dir / 'status.json'}.")
+        stderr().print(f"[bold red]error:[/] the run {outcome.state}; see {outcome.run_dir / 'status.json'}.")
         raise typer.Exit(code=1)
-
-
-def _print_or_pipe_closed(write) -> None:
-    """`write(console)` to stdout; a reader that closed the pipe early (`regcli train ... | head -n 1`)
-    is not a failed run: the rest of the output is dropped and the exit code stays the run's."""
-    def drop_the_rest() -> None:
-        # The Python docs' recipe: point stdout at /dev/null so later writes and the last flush are quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-    console = _stdout()
-    console.on_broken_pipe = drop_the_rest  # rich's own handler exits 1 (a failed run, to regcli)
-    try:
-        write(console)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        drop_the_rest()
 
 
 def _check_train_args(config, resume, set_, seed, backend, name, smoke) -> None:
     """`train` takes CONFIG or --resume RUN_DIR; a resumed run's config.yaml is authoritative."""
-    from regcli.errors import BadInputError
 
     if resume is None and config is None:
         raise BadInputError("train needs CONFIG (a spec file) or --resume RUN_DIR. See `regcli train --help`.")
@@ -242,28 +100,6 @@ def _check_train_args(config, resume, set_, seed, backend, name, smoke) -> None:
             )
 
 
-@contextlib.contextmanager
-def _progress(quiet: bool):
-    """A rich progress bar over epochs on stderr, only for a terminal and without --quiet."""
-    console = _stderr()
-    if quiet or not console.is_terminal:
-        yield None, None
-        return
-    from regcli.progress import progress_bar
-
-    with progress_bar(console) as progress:
-        state = {}
-
-        def on_start(run_dir: Path, epochs: int) -> None:
-            state["task"] = progress.add_task(f"training {run_dir.name}", total=epochs, info="")
-
-        def on_epoch(row: dict) -> None:
-            info = " ".join(f"{k} {row[k]:.4f}" for k in ("loss", "val_loss", "val_data_loss") if k in row)
-            progress.update(state["task"], completed=row["epoch"], info=info)
-
-        yield on_start, on_epoch
-
-
 @app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="An experiment or sweep spec (YAML).")],
@@ -273,7 +109,7 @@ def validate(
     from regcli.data.check import data_report
     from regcli.spec import dump_spec_yaml, is_sweep_spec, load_experiment_spec, load_yaml_file, spec_warnings
 
-    with _errors():
+    with errors():
         if is_sweep_spec(load_yaml_file(config)):
             from regcli.errors import BadInputError
             from regcli.sweep import dump_sweep_yaml, load_sweep
@@ -292,7 +128,7 @@ def validate(
         notes += [f"warning: {w}" for w in dict.fromkeys(w for s in specs for w in spec_warnings(s))]
     typer.echo(text, nl=False)  # stdout: the resolved spec alone, so `validate spec.yaml > resolved.yaml` works
     for note in notes:
-        _stderr().print(note, highlight=False, markup=False, soft_wrap=True)
+        stderr().print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -317,32 +153,24 @@ def diagnose(
     """(Re)compute the bias/variance diagnosis of finished runs from their files alone."""
     from regcli.commands.diagnose import diagnose_runs, fail_on_verdicts, print_diagnosis
 
-    with _errors():
+    with errors():
         verdicts = fail_on_verdicts(fail_on)
         results = diagnose_runs(run_dirs, replay=replay)  # every run checked before any file is rewritten
     if as_json:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
-        console = _stdout()
+        console = stdout()
         for i, result in enumerate(results):
             if i:
                 console.print()  # one block per run, each opening with its run directory and verdict
             print_diagnosis(console, result, verbose=verbose)
     for result in results:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
         if result["not_written"]:
-            _stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
+            stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
     if any(result["diagnosis"]["verdict"] in verdicts for result in results):
         raise typer.Exit(code=1)  # the gate's answer first: the verdict itself is sound
     if any(result["not_written"] for result in results):
         raise typer.Exit(code=2)
-
-
-def _wide_stdout():
-    """stdout for tables: the terminal's width, or 200 columns when piped (no folded cells in files)."""
-    console = _stdout()
-    if not console.is_terminal:
-        console.width = 200
-    return console
 
 
 @app.command("test")
@@ -356,32 +184,17 @@ def run_test(
     """
     from regcli.commands.final_test import consultation_warning, final_test
 
-    with _errors():
+    with errors():
         result = final_test(run_dir)
     warning = consultation_warning(result)
     if warning:
-        _stderr().print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        stderr().print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = _stdout()
-    console.print(_test_table(result))
+    console = stdout()
+    console.print(test_table(result))
     console.print(f"recorded in {result['ledger']}", highlight=False)
-
-
-def _test_table(result: dict):
-    from rich.table import Table
-
-    table = Table(title=f"{result['run_name']}: test split ({result['n_test']} rows)", show_header=True)
-    table.add_column("")
-    table.add_column("validation", justify="right")
-    table.add_column("test", justify="right")
-    val = result.get("val_metrics") or {}
-    for key in ("loss", "data_loss", "accuracy", "mae", "error"):
-        if key in result["metrics"]:
-            table.add_row(key, format_cell(val.get(key)), format_cell(result["metrics"][key]))
-    table.caption = f"test fingerprint {result['test_fingerprint'][:12]}; looked at {result['consulted_before']} time(s) before"
-    return table
 
 
 @app.command()
@@ -389,19 +202,19 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
     out: Annotated[
         str | None,
-        typer.Option(callback=_out_dir, help="Directory for the overlay plot. Defaults to the runs' common parent."),
+        typer.Option(callback=out_dir, help="Directory for the overlay plot. Defaults to the runs' common parent."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Compare runs side by side: the knobs that differ, their results, and one overlay plot of their curves."""
     from regcli.commands.compare import compare_runs, comparison_table
 
-    with _errors():
+    with errors():
         result = compare_runs(run_dirs, out=out)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    console = _wide_stdout()
+    console = wide_stdout()
     console.print(comparison_table(result))
     console.print(f"plot: {result['plot']}", highlight=False)
 
@@ -414,12 +227,12 @@ def ls(
     """List the runs and sweeps under a directory with their state and best validation value (val_data_loss)."""
     from regcli.commands.listing import list_runs, listing_table
 
-    with _errors():
+    with errors():
         entries = list_runs(directory)
     if as_json:
         typer.echo(json.dumps(entries, indent=2))
         return
-    console = _wide_stdout()
+    console = wide_stdout()
     if not entries:
         console.print(f"no runs or sweeps under {directory}", highlight=False)
         return
@@ -444,7 +257,7 @@ def sweep(
         Path | None, typer.Option(help="Continue this sweep directory: run only its trials that did not finish.")
     ] = None,
     out: Annotated[
-        str | None, typer.Option(callback=_out_dir, help="Directory the sweep directory is created in. Defaults to runs/.")
+        str | None, typer.Option(callback=out_dir, help="Directory the sweep directory is created in. Defaults to runs/.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     smoke: Annotated[
@@ -463,26 +276,26 @@ def sweep(
     from regcli.sweep.run import prepare_sweep, run_sweep
 
     def warn(text: str) -> None:
-        _stderr().print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+        stderr().print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
-    with _errors():
+    with errors():
         plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs,
                             pack=not no_pack)
-        for warning in [*plan.warnings, _jobs_note(jobs, executor, len(plan.sweep.trials))]:
+        for warning in [*plan.warnings, jobs_note(jobs, executor, len(plan.sweep.trials))]:
             if warning:
                 warn(warning)
-        with sweep_progress(_stderr(), quiet=quiet) as progress:
+        with sweep_progress(stderr(), quiet=quiet) as progress:
             result = run_sweep(plan, progress=progress, on_note=warn)
-    console = _stdout()
+    console = stdout()
     if not console.is_terminal:
         console.width = 160  # a file or pipe: the leaderboard's columns are not cut to 80
     console.print(str(result.sweep_dir), highlight=False)
     console.print(leaderboard_table(result))
     for note in result.notes:
-        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     if result.failed or result.report["best"] is None:
         what = f"{len(result.failed)} trial(s) did not finish" if result.failed else "no trial completed"
-        _stderr().print(f"[bold red]error:[/] {what}; see {result.sweep_dir / 'results.csv'}.", highlight=False)
+        stderr().print(f"[bold red]error:[/] {what}; see {result.sweep_dir / 'results.csv'}.", highlight=False)
         raise typer.Exit(code=1)
 
 
@@ -494,7 +307,7 @@ def tune(
     jobs: Annotated[int | None, typer.Option(help="Trials trained at once, as for regcli sweep. Defaults to 1.")] = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
     resume: Annotated[Path | None, typer.Option(help="Continue this tune directory; its finished trials are kept.")] = None,
-    out: Annotated[str | None, typer.Option(callback=_out_dir, help="Where the tune directory is created. Defaults to runs/.")] = None,
+    out: Annotated[str | None, typer.Option(callback=out_dir, help="Where the tune directory is created. Defaults to runs/.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="CI smoke run: one seed, one step, 2 epochs, no final test.")] = False,
 ) -> None:
@@ -502,15 +315,15 @@ def tune(
     from regcli.sweep.console import sweep_progress
     from regcli.tune import parse_seeds, prepare_tune, run_tune, summary_text
 
-    say = (lambda text: None) if quiet else (lambda text: _stderr().print(text, highlight=False, markup=False, soft_wrap=True))
-    with _errors():
+    say = (lambda text: None) if quiet else (lambda text: stderr().print(text, highlight=False, markup=False, soft_wrap=True))
+    with errors():
         plan = prepare_tune(config, budget=budget, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, out=out,
                             resume=resume, smoke=smoke)
-        with sweep_progress(_stderr(), quiet=quiet) as progress:
+        with sweep_progress(stderr(), quiet=quiet) as progress:
             result = run_tune(plan, progress=progress, on_step=say, on_note=say)
     typer.echo(summary_text(result))  # stdout: the tune directory and what shipped; progress went to stderr
     for note in result.best["notes"]:
-        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -530,7 +343,7 @@ def init(
     """Write a commented starter spec that validates, and beside it the JSON Schema editors check it with."""
     from regcli.commands.init import init_spec
 
-    with _errors():
+    with errors():
         result = init_spec(path, template, force=force)
     for directory in result.created_dirs:
         typer.echo(f"created {directory}/")
@@ -538,7 +351,7 @@ def init(
     if result.schema_written:
         typer.echo(f"wrote {result.schema} (its first line points YAML editors at this schema)")
     for note in result.notes:
-        _stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
+        stderr().print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
     command = "sweep" if template is Template.sweep else "train"
     typer.echo(f"next: regcli validate {result.spec} && regcli {command} {result.spec}")
 
@@ -553,7 +366,7 @@ def schema(
     """Print the JSON Schema of the experiment spec (or the sweep spec), for editors and other tools."""
     from regcli.commands.init import schema_text, write_schema
 
-    with _errors():
+    with errors():
         if out is not None:
             typer.echo(f"wrote {write_schema(out, sweep=sweep_)}")
             return
@@ -569,12 +382,12 @@ def report(
     """Write one self-contained report.html (figures inlined, no network) into each run or sweep directory."""
     from regcli.commands.report import open_in_browser, write_reports
 
-    with _errors():
+    with errors():
         written = write_reports(directories)  # every page built before the first is written
     for path in written:
         typer.echo(str(path))
         if open_ and not open_in_browser(path):
-            _stderr().print(f"no web browser available: open {path} yourself.", highlight=False, markup=False,
+            stderr().print(f"no web browser available: open {path} yourself.", highlight=False, markup=False,
                            soft_wrap=True)
 
 
