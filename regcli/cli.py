@@ -306,6 +306,9 @@ def tune(
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds of every configuration. Defaults to 0,1,2.")] = None,
     jobs: Annotated[int | None, typer.Option(help="Trials trained at once, as for regcli sweep. Defaults to 1.")] = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address HOST:PORT for --executor ray. Defaults to a local Ray.")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this tune directory; its finished trials are kept.")] = None,
     out: Annotated[str | None, typer.Option(callback=out_dir, help="Where the tune directory is created. Defaults to runs/.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
@@ -317,8 +320,8 @@ def tune(
 
     say = (lambda text: None) if quiet else (lambda text: stderr().print(text, highlight=False, markup=False, soft_wrap=True))
     with errors():
-        plan = prepare_tune(config, budget=budget, seeds=parse_seeds(seeds), jobs=jobs, executor=executor, out=out,
-                            resume=resume, smoke=smoke)
+        plan = prepare_tune(config, budget=budget, seeds=parse_seeds(seeds), jobs=jobs, executor=executor,
+                            address=address, out=out, resume=resume, smoke=smoke)
         with sweep_progress(stderr(), quiet=quiet) as progress:
             result = run_tune(plan, progress=progress, on_step=say, on_note=say)
     typer.echo(summary_text(result))  # stdout: the tune directory and what shipped; progress went to stderr

@@ -18,3 +18,22 @@ def write_sweep(directory: Path, sweep: dict, *, base: dict, name: str = "sweep.
 def flat(text: str) -> str:
     """rich may wrap stderr: compare messages with whitespace runs collapsed."""
     return " ".join(text.split())
+
+
+class InProcessExecutor:
+    """A sweep executor that runs the tasks in the test's own process: the module's TensorFlow is
+    imported once, so a sweep or tune fixture costs seconds, not a worker's start-up
+    (test_sweep_run.py and test_tune.py's CLI tests cover the real workers)."""
+
+    def describe(self) -> str:
+        return "in process (test)"
+
+    def run(self, tasks, on_start, on_done) -> None:
+        from regcli.sweep.worker import run_task
+
+        for task in tasks:
+            on_start(task)
+            on_done(run_task(task))
+
+    def close(self) -> None:
+        """Nothing kept open."""

@@ -136,3 +136,25 @@ def test_a_worker_trains_several_packs_and_reuses_the_traced_model(tmp_path):
             summary = json.loads((Path(run_dir) / "summary.json").read_text())
             reused.append(summary["packed"]["reused_model"])
     assert reused == [False] * 4 + [True] * 4
+
+
+@pytest.mark.slow
+def test_a_kept_open_executor_serves_the_next_batch_with_the_same_worker(tmp_path):
+    """A tune's batches come one after another: with keep_open the worker that trained the first
+    (TensorFlow already imported) trains the second; close() stops it."""
+    tasks = sweep_tasks(tmp_path, {"model.l2": [0.0, 1.0e-4]})
+    executor = LocalExecutor(jobs=1, threads=1, keep_open=True)
+    timeline = Timeline(executor)
+    try:
+        timeline.run(tasks[:1])
+        (worker,) = executor._workers  # idle between the batches, not stopped
+        assert worker.process.is_alive()
+        timeline.run(tasks[1:])
+    finally:
+        executor.close()
+    assert [r["state"] for r in timeline.results] == ["completed"] * 2
+    assert [kind for kind, _ in timeline.events] == ["spawn", "done", "done"]  # one start for both batches
+    assert len({r["pid"] for r in timeline.results}) == 1
+    assert executor._workers == []
+    worker.process.join(timeout=30)
+    assert not worker.process.is_alive()

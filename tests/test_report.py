@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import flat
+from helpers import InProcessExecutor, flat
 from typer.testing import CliRunner
 
 from regcli import rundir
@@ -48,20 +48,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-class InProcessExecutor:
-    """Runs the sweep's tasks in this process: the module's TensorFlow is already imported, so the
-    sweep fixture costs seconds, not a worker's start-up (test_sweep_run.py covers the workers)."""
-
-    def describe(self) -> str:
-        return "in process (test)"
-
-    def run(self, tasks, on_start, on_done) -> None:
-        from regcli.sweep.worker import run_task
-
-        for task in tasks:
-            on_start(task)
-            on_done(run_task(task))
-
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory) -> Path:
@@ -70,7 +56,7 @@ def sweep_dir(tmp_path_factory) -> Path:
     from regcli.sweep.run import prepare_sweep, run_sweep
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(sweep_run, "_executor", lambda plan, n_trials: InProcessExecutor())
+    mp.setattr(sweep_run, "make_executor", lambda *args, **kwargs: InProcessExecutor())
     base = tmp_path_factory.mktemp("report-sweep")
     (base / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     sweep = {"name": "tiny-sweep", "base": "tiny.yaml", "params": {"model.l2": [0.0, 1.0e-3]}, "seeds": [0],
@@ -95,7 +81,7 @@ def tune_dir(tmp_path_factory) -> Path:
     from regcli.tune import loop, prepare_tune
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(loop, "make_executor", lambda plan, n_tasks: InProcessExecutor())
+    mp.setattr(loop, "make_executor", lambda *args, **kwargs: InProcessExecutor())
     base = tmp_path_factory.mktemp("report-tune")
     (base / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     try:

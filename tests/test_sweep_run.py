@@ -24,6 +24,7 @@ from pathlib import Path
 import helpers
 import pandas as pd
 import pytest
+import yaml
 
 from regcli import rundir
 from regcli.sweep import store
@@ -395,6 +396,49 @@ os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 sys.stdin.read()  # the cluster lives until the test closes our stdin
 ray.shutdown()
 """
+
+
+def test_tune_on_a_ray_cluster_trains_every_batch_there(tmp_path):
+    """`regcli tune --executor ray --address`: the base and the step's candidates are Ray tasks on that
+    cluster (the tune stays connected from its first batch to its last), then the one final test."""
+    pytest.importorskip("ray")
+    # 3 epochs of 8 units: high bias, so the base is followed by one step of two candidates (3 trials).
+    spec = {"name": "tiny", "data": {"source": "breast_cancer"},
+            "model": {"hidden": [8], "batchnorm": False, "dropout": 0.0, "l2": 0.0},
+            "training": {"epochs": 3, "early_stopping": {"enabled": False}}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="regcli-ray-", dir="/tmp"))  # unix sockets: short paths
+    address_file = tmp_path / "address"
+    # One home, token auth on both sides: regcli sends the token the head wrote there.
+    env = ray_env(HOME=str(tmp_path / "home"), RAY_AUTH_MODE="token", RAY_TMPDIR=str(ray_tmp))
+    with open(tmp_path / "head.log", "w") as log:
+        head = subprocess.Popen([sys.executable, "-c", RAY_HEAD, str(ray_tmp), str(address_file)], stdin=subprocess.PIPE,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+        def head_address():
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            return address_file.exists() and address_file.read_text()
+
+        try:
+            address = wait_for(head_address, 120, "the Ray head's address")
+            proc = regcli("tune", tmp_path / "tiny.yaml", "--executor", "ray", "--address", address, "--seeds", "0",
+                          "--budget", "3", "--out", tmp_path / "runs", env=env)
+            # Ray names each worker's log file after its pid: worker-<worker id>-<job id>-<pid>.out
+            ray_workers = {int(p.stem.rsplit("-", 1)[1]) for p in ray_tmp.glob("session_*/logs/worker-*.out")}
+            head.stdin.close()
+            head.wait(timeout=60)
+        finally:
+            stop_session(head)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tune_dir = Path(proc.stdout.splitlines()[0].split()[-1])
+    trials = sorted(p.name for p in (tune_dir / "trials").iterdir())
+    assert len(trials) == 3 and trials[0].startswith("s0-base") and all(t.startswith("s1-") for t in trials[1:])
+    assert {store.trial_state(tune_dir, t) for t in trials} == {"completed"}
+    writers = {json.loads((tune_dir / "trials" / t / rundir.STATUS).read_text())["pid"] for t in trials}
+    assert writers <= ray_workers, (writers, ray_workers)  # Ray's workers trained every batch, not regcli's
+    best = json.loads((tune_dir / "best.json").read_text())
+    assert best["trials_used"] == 3 and best["final_test"]["run"] == best["shipped_run"]
 
 
 def test_a_ray_cluster_that_refuses_our_token_is_named_with_the_token_path(tmp_path):

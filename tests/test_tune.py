@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import flat
+from helpers import InProcessExecutor, flat
 from typer.testing import CliRunner
 
 from regcli.cli import app
@@ -27,7 +27,6 @@ from regcli.commands.listing import list_runs
 from regcli.commands.report import write_report
 from regcli.errors import BadInputError
 from regcli.spec import spec_to_dict, validate_experiment
-from regcli.sweep.worker import run_task
 from regcli.tune import loop
 from regcli.tune.decide import (
     candidates,
@@ -71,21 +70,10 @@ def read_steps(tune_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-class InProcessExecutor:
-    """Runs the tune's tasks in this process: TensorFlow is imported once for the whole module."""
-
-    def describe(self) -> str:
-        return "in process (test)"
-
-    def run(self, tasks, on_start, on_done) -> None:
-        for task in tasks:
-            on_start(task)
-            on_done(run_task(task))
-
 
 @pytest.fixture
 def in_process(monkeypatch):
-    monkeypatch.setattr(loop, "make_executor", lambda plan, n_tasks: InProcessExecutor())
+    monkeypatch.setattr(loop, "make_executor", lambda *args, **kwargs: InProcessExecutor())
 
 
 # --------------------------------------------------------------------------- the rule
@@ -111,6 +99,18 @@ def test_one_seed_accepts_a_strictly_lower_value_and_says_there_is_no_noise_esti
     assert better.beats and better.se is None
     assert "one seed: no noise estimate" in better.why
     assert not paired_comparison({0: 0.5}, {0: 0.5}).beats
+
+
+def test_a_consistent_but_negligible_gain_is_not_worth_a_step():
+    # L2 0 -> 1e-4 on a run that L2 barely touches: lower on every seed (0.0004 +- 0.00005, far beyond
+    # noise) but 0.1% of the incumbent's 0.38; under the 1% floor it is rejected, and `why` says so.
+    result = paired_comparison({0: 0.3800, 1: 0.3900, 2: 0.3700}, {0: 0.3796, 1: 0.3895, 2: 0.3697})
+    assert not result.beats and result.gain > 2 * result.se
+    assert result.why == ("too small to be worth a step: val_data_loss gain 0.0004 > 2 x paired SE 5.77e-05 over "
+                          "3 seeds, but the gain is 0.1% of the incumbent's 0.38 (under 1%)")
+    # The one-seed rule has the same floor: 0.5 -> 0.498 is lower, by 0.4%.
+    assert not paired_comparison({0: 0.5}, {0: 0.498}).beats
+    assert paired_comparison({0: 0.5}, {0: 0.49}).beats  # 2%: worth it
 
 
 def test_a_candidate_with_a_seed_that_did_not_complete_is_rejected():
@@ -317,7 +317,7 @@ def test_bad_options_are_refused_with_exit_2_before_anything_is_created(tmp_path
 def tuned(tmp_path_factory):
     """A real tune of OVERFIT over seeds 0 and 1, budget 30, trials trained in this process."""
     mp = pytest.MonkeyPatch()
-    mp.setattr(loop, "make_executor", lambda plan, n_tasks: InProcessExecutor())
+    mp.setattr(loop, "make_executor", lambda *args, **kwargs: InProcessExecutor())
     root = tmp_path_factory.mktemp("tune")
     (root / "overfit.yaml").write_text(yaml.safe_dump(OVERFIT))
     said: list[str] = []
@@ -369,7 +369,17 @@ def test_the_tune_directory_tells_the_story_and_tests_once(tuned):
     assert [e["run_name"] for e in ledger] == [Path(best["shipped_run"]).name]  # one look, the shipped run's
     with (d / "results.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == best["trials_used"]
-    assert list_runs(d.parent) == []  # `regcli ls` passes over a tune directory without stumbling
+    (entry,) = list_runs(d.parent)  # `regcli ls`: the tune is one row, its shipped configuration's numbers
+    assert entry["kind"] == "tune" and entry["name"] == d.name and entry["n_trials"] == best["trials_used"]
+    assert entry["trial_states"] == {"completed": best["trials_used"]}
+    assert entry["verdict"] == best["verdict"] and entry["stopped"] == best["stopped"]["code"]
+    assert entry["best_validation"] == {"metric": "val_data_loss", "value": best["mean"], "epoch": None,
+                                        "config": best["config"]}
+    assert entry["test_error"] == best["final_test"]["metrics"]["error"]
+    listing = CliRunner().invoke(app, ["ls", str(d.parent)])
+    assert listing.exit_code == 0, listing.output
+    assert "0 run(s), 1 tune(s)" in listing.output and f"stopped: {best['stopped']['code']}" in flat(listing.output)
+    assert len(list_runs(d)) == best["trials_used"]  # `regcli ls TUNE_DIR`: its trials, as for a sweep
 
 
 @pytest.mark.slow

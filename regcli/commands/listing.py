@@ -5,7 +5,9 @@ Each run directory is one row: name, state (status.json's, as `rundir.run_state`
 validation value of the penalty-free selection metric with its epoch (`val_data_loss`, the lowest
 in history.csv: `val_loss` holds each run's own L1/L2 penalty, so it cannot rank runs), the
 diagnosis verdict and the test error once `regcli test` ran. A sweep directory (`sweep.yaml` +
-`trials/`) is one row with its trials' states and its winner's selection value (best.json). A
+`trials/`) is one row with its trials' states and its winner's selection value (best.json); a
+tune directory (`tune.yaml` + `trials/`) likewise, with its shipped configuration's mean, its
+verdict, why it stopped and the final test's error. A
 damaged run directory is listed with what is wrong with it (`summary.json truncated`, from
 `rundir.RunFiles.probe`) instead of stopping the listing.
 
@@ -29,6 +31,7 @@ from regcli.errors import BadInputError
 from regcli.values import finite_float, is_finite
 
 SWEEP_SPEC = "sweep.yaml"
+TUNE_SPEC = "tune.yaml"
 TRIALS = "trials"
 BEST = "best.json"
 SELECTION_METRIC = "val_data_loss"  # a run's penalty-free selection metric, as a sweep's `select` defaults to
@@ -159,13 +162,17 @@ def is_sweep_dir(path: Path) -> bool:
     return (path / SWEEP_SPEC).is_file() and (path / TRIALS).is_dir()
 
 
+def is_tune_dir(path: Path) -> bool:
+    return (path / TUNE_SPEC).is_file() and (path / TRIALS).is_dir()
+
+
 def is_run_dir(path: Path) -> bool:
     """A directory holding any run-directory file (a damaged run is still listed)."""
     return any((path / name).exists() for name in rundir.RUN_FILES)
 
 
-def sweep_entry(sweep: Path) -> dict[str, Any]:
-    """One sweep directory as a listing row: its trials and their states."""
+def sweep_entry(sweep: Path, kind: str = "sweep") -> dict[str, Any]:
+    """One sweep (or, with `kind="tune"`, tune) directory as a listing row: its trials and their states."""
     trials = sorted(p for p in (sweep / TRIALS).iterdir() if p.is_dir() and not p.name.startswith("."))
     states: Counter[str] = Counter()
     starts = []
@@ -178,19 +185,20 @@ def sweep_entry(sweep: Path) -> dict[str, Any]:
         if status and _parse_time(status.get("started")):
             starts.append(_parse_time(status.get("started")))
     started = min(starts) if starts else _when(sweep, None)
-    winner = None
+    winner, best = None, {}
     if (sweep / BEST).exists():
         best, problem = rundir.probe_json(sweep / BEST)
         if problem:
             problems.append(problem)
-        winner = sweep_winner(best or {})
+        best = best or {}
+        winner = sweep_winner(best)
     order = [*rundir.STATES, rundir.KILLED, "?"]
     counts = ", ".join(f"{states[s]} {s}" for s in sorted(states, key=lambda s: order.index(s) if s in order else 99))
-    return {
-        "kind": "sweep",
+    entry = {
+        "kind": kind,
         "name": sweep.name,
         "path": str(sweep),
-        "state": "sweep",
+        "state": kind,
         "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "n_trials": len(trials),
         "trial_states": dict(states),
@@ -203,6 +211,19 @@ def sweep_entry(sweep: Path) -> dict[str, Any]:
         "test_error": None,
         "problems": problems,
     }
+    if kind == "tune":
+        entry.update(_tune_outcome(best))
+    return entry
+
+
+def _tune_outcome(best: dict[str, Any]) -> dict[str, Any]:
+    """A tune's verdict, why it stopped and its final test error, from best.json (empty while it runs)."""
+    stopped = best.get("stopped") if isinstance(best.get("stopped"), dict) else {}
+    final = best.get("final_test") if isinstance(best.get("final_test"), dict) else {}
+    metrics = final.get("metrics") if isinstance(final.get("metrics"), dict) else {}
+    return {"verdict": best.get("verdict") if isinstance(best.get("verdict"), str) else None,
+            "stopped": stopped.get("code") if isinstance(stopped.get("code"), str) else None,
+            "test_error": _number(metrics.get("error"))}
 
 
 def sweep_winner(best: dict[str, Any]) -> dict[str, Any] | None:
@@ -216,7 +237,7 @@ def sweep_winner(best: dict[str, Any]) -> dict[str, Any] | None:
 def list_runs(root: Path) -> list[dict[str, Any]]:
     """The runs and sweeps directly under `root`, oldest first.
 
-    `root` may itself be a run directory (one row) or a sweep directory (its trials).
+    `root` may itself be a run directory (one row) or a sweep or tune directory (its trials).
 
     Raises:
         BadInputError (exit code 2): `root` does not exist or is not a directory.
@@ -226,7 +247,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         raise BadInputError(f"{root} does not exist. Pass the directory your runs are in (default: runs/).")
     if not root.is_dir():
         raise BadInputError(f"{root} is not a directory. Pass the directory your runs are in (default: runs/).")
-    if is_sweep_dir(root):
+    if is_sweep_dir(root) or is_tune_dir(root):
         root = root / TRIALS
     elif is_run_dir(root):
         return [run_entry(root)]
@@ -236,6 +257,8 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
             continue
         if is_sweep_dir(child):
             entries.append(sweep_entry(child))
+        elif is_tune_dir(child):
+            entries.append(sweep_entry(child, kind="tune"))
         elif is_run_dir(child):
             entries.append(run_entry(child))
     entries.sort(key=lambda e: (e["started"], e["name"]))
@@ -252,8 +275,8 @@ def listing_table(entries: list[dict[str, Any]], root: Path):
     from rich.markup import escape
     from rich.table import Table
 
-    n_sweeps = sum(e["kind"] == "sweep" for e in entries)
-    counts = [f"{len(entries) - n_sweeps} run(s)"] + ([f"{n_sweeps} sweep(s)"] if n_sweeps else [])
+    kinds = Counter(e["kind"] for e in entries)
+    counts = [f"{kinds['run']} run(s)"] + [f"{kinds[k]} {k}(s)" for k in ("sweep", "tune") if kinds[k]]
     table = Table(title=f"{root}: {', '.join(counts)}", show_header=True, header_style="bold")
     metrics = {e["best_validation"]["metric"] for e in entries if e.get("best_validation")}
     one_metric = metrics.pop() if len(metrics) == 1 else None
@@ -267,6 +290,8 @@ def listing_table(entries: list[dict[str, Any]], root: Path):
     for e in entries:
         if e["kind"] == "sweep":
             state = f"sweep, {e['trials']}"
+        elif e["kind"] == "tune":
+            state = f"tune, {e['trials']}" + (f"; stopped: {e['stopped']}" if e.get("stopped") else "")
         else:
             state = f"[{_STATE_STYLE.get(e['state'], 'yellow')}]{e['state']}[/]"
         row = [escape(e["name"]), state, e["started"].replace("T", " ").rstrip("Z"), rundir.format_cell(e["best_epoch"]),

@@ -161,10 +161,14 @@ class LocalExecutor:
         jobs: trials trained at once. Defaults to `1`.
         threads: TensorFlow intra-op threads per worker. Defaults to `None`: cores // jobs.
         trials_per_worker: trials before a worker is replaced. Defaults to `TRIALS_PER_WORKER`.
+        keep_open: keep the idle workers (their TensorFlow already imported) between `run` calls,
+            until `close()`: a tune's batches reuse them. Defaults to `False`: `run` stops them.
     """
 
-    def __init__(self, jobs: int = 1, threads: int | None = None, trials_per_worker: int = TRIALS_PER_WORKER):
+    def __init__(self, jobs: int = 1, threads: int | None = None, trials_per_worker: int = TRIALS_PER_WORKER,
+                 keep_open: bool = False):
         self.jobs = max(1, jobs)
+        self.keep_open = keep_open
         self.threads = threads or threads_per_worker(self.jobs)
         self.trials_per_worker = trials_per_worker
         self._ctx = multiprocessing.get_context("spawn")
@@ -200,17 +204,27 @@ class LocalExecutor:
     def run(self, tasks: Sequence[dict[str, Any]], on_start: OnStart, on_done: OnDone) -> None:
         """Runs every task; returns when all are done. Ctrl-C: see `_interrupt`, then re-raised."""
         queue = deque(tasks)
-        self._backend = common_backend(tasks)
+        backend = common_backend(tasks)
+        if backend != self._backend:  # workers kept open preload the previous batch's backend
+            self._shutdown()
+            self._backend = backend
+        finished = False
         try:
             while queue or any(w.task for w in self._workers):
                 self._dispatch(queue, on_start)
                 self._collect(on_done, timeout=1.0)
+            finished = True
         except KeyboardInterrupt:
             queue.clear()
             self._interrupt(on_done)
             raise
         finally:
-            self._shutdown()
+            if not (finished and self.keep_open):
+                self._shutdown()
+
+    def close(self) -> None:
+        """Stops the workers kept open (`keep_open`); a no-op when there are none."""
+        self._shutdown()
 
     def _dispatch(self, queue: deque, on_start: OnStart) -> None:
         busy = sum(1 for w in self._workers if w.task is not None)
@@ -386,11 +400,16 @@ class RayExecutor:
             (or the cluster `RAY_ADDRESS` names).
         cpus_per_trial: CPUs each trial asks Ray for (and TensorFlow threads it uses). Defaults to `1`.
         max_in_flight: trials submitted at once. Defaults to `None`: all of them (Ray queues them).
+        keep_open: keep a Ray this executor started (or connected to) up between `run` calls, until
+            `close()`: a tune's batches reuse it. Defaults to `False`: `run` shuts it down.
     """
 
-    def __init__(self, address: str | None = None, cpus_per_trial: int = 1, max_in_flight: int | None = None):
+    def __init__(self, address: str | None = None, cpus_per_trial: int = 1, max_in_flight: int | None = None,
+                 keep_open: bool = False):
         require_ray()
         self.address = address
+        self.keep_open = keep_open
+        self._started = False  # this executor called ray.init (and so shuts it down)
         self.cpus_per_trial = max(1, cpus_per_trial)
         self.max_in_flight = max_in_flight
 
@@ -416,8 +435,7 @@ class RayExecutor:
         self._prepare_environment()
         import ray
 
-        started_here = not ray.is_initialized()
-        if started_here:
+        if not ray.is_initialized():
             try:
                 ray.init(
                     address=self.address,
@@ -432,6 +450,7 @@ class RayExecutor:
                     f"--address {self.address}: cannot connect to a Ray cluster there ({type(exc).__name__}: {exc}). "
                     f"Start one with `ray start --head` and pass the address it prints, or omit --address for a local Ray."
                 ) from None
+            self._started = True
         remote = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER, max_retries=0)(ray_trial)
         # Packs recycle their Ray workers as local ones do (a pack costs PACK_RECYCLE_COST trials).
         remote_pack = ray.remote(num_cpus=self.cpus_per_trial, max_calls=TRIALS_PER_WORKER // PACK_RECYCLE_COST,
@@ -459,5 +478,13 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
             raise
         finally:
-            if started_here:
-                ray.shutdown()
+            if not self.keep_open:
+                self.close()
+
+    def close(self) -> None:
+        """Shuts down the Ray this executor started or connected to; a no-op otherwise."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False

@@ -87,7 +87,7 @@ def prepare_sweep(
         SpecError / BadInputError (exit code 2): a bad spec, option or sweep directory, or
             `--resume` with a spec that differs from the stored sweep.yaml.
     """
-    _check_options(executor, address, jobs)
+    check_executor_options(executor, address, jobs)
     if resume is None:
         if config is None:
             raise BadInputError("regcli sweep needs a sweep spec (SWEEP.yaml), or --resume SWEEP_DIR to continue one.")
@@ -167,7 +167,8 @@ def _check_train_fractions(sweep: Sweep) -> None:
             ) from None
 
 
-def _check_options(executor: str, address: str | None, jobs: int | None) -> None:
+def check_executor_options(executor: str, address: str | None, jobs: int | None) -> None:
+    """--executor, --address and --jobs, as `regcli sweep` and `regcli tune` take them."""
     if executor not in EXECUTORS:
         raise BadInputError(f"--executor must be one of {', '.join(EXECUTORS)}. Received: {executor!r}.")
     if jobs is not None and jobs < 1:
@@ -178,12 +179,16 @@ def _check_options(executor: str, address: str | None, jobs: int | None) -> None
         require_ray()
 
 
-def _executor(plan: SweepPlan, n_trials: int):
-    if plan.executor == "ray":
+def make_executor(executor: str, address: str | None, jobs: int | None, n_trials: int, keep_open: bool = False):
+    """The executor for (at most) `n_trials` tasks at once: a Ray cluster's, or local worker processes.
+
+    `keep_open`: its workers (or Ray) stay up between `run` calls until `close()`, as a tune's batches want.
+    """
+    if executor == "ray":
         # One CPU (and TensorFlow thread) per trial: Ray packs as many trials as the cluster has CPUs.
-        return RayExecutor(plan.address, cpus_per_trial=1, max_in_flight=plan.jobs)
-    jobs = min(plan.jobs or 1, max(1, n_trials))  # no idle workers holding a share of the cores
-    return LocalExecutor(jobs, threads_per_worker(jobs))
+        return RayExecutor(address, cpus_per_trial=1, max_in_flight=jobs, keep_open=keep_open)
+    jobs = min(jobs or 1, max(1, n_trials))  # no idle workers holding a share of the cores
+    return LocalExecutor(jobs, threads_per_worker(jobs), keep_open=keep_open)
 
 
 def run_sweep(
@@ -202,7 +207,7 @@ def run_sweep(
     sweep_dir = _open_sweep_dir(plan)
     with store.sweep_lock(sweep_dir, on_note):
         todo = [t for t in sweep.trials if store.trial_state(sweep_dir, t.id) not in store.FINAL_STATES]
-        executor = _executor(plan, len(todo))
+        executor = make_executor(plan.executor, plan.address, plan.jobs, len(todo))
         tasks = trial_tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
         _record_execution(sweep_dir, plan, executor, todo, tasks)
         run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())

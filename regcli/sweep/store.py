@@ -113,8 +113,11 @@ def _read_owner(fd: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sweep_lock(sweep_dir: Path, on_note: Any = None) -> Iterator[dict[str, Any]]:
+def sweep_lock(sweep_dir: Path, on_note: Any = None, kind: str = "sweep") -> Iterator[dict[str, Any]]:
     """Holds `sweep.lock` for the block: an exclusive `flock` plus the owner's pid and host.
+
+    `kind` names the command that holds it in the messages ("sweep", or "tune" for a tune
+    directory, which runs its trials through the same store). Defaults to `"sweep"`.
 
     The kernel releases a `flock` when its process dies, even by SIGKILL, so a lock left
     by a dead sweep is stale by construction and is taken over (with a note naming the
@@ -130,8 +133,8 @@ def sweep_lock(sweep_dir: Path, on_note: Any = None) -> Iterator[dict[str, Any]]
             owner = _read_owner(fd)
             os.close(fd)
             raise BadInputError(
-                f"{sweep_dir} is in use by another regcli sweep (pid {owner.get('pid', '?')} on "
-                f"{owner.get('host', '?')}, since {owner.get('started', '?')}). Two sweeps must not run the "
+                f"{sweep_dir} is in use by another regcli {kind} (pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')}, since {owner.get('started', '?')}). Two {kind}s must not run the "
                 f"same trials: wait for it to finish or stop it, then resume. (A lock whose process has died "
                 f"is taken over automatically.)"
             ) from None
@@ -147,14 +150,14 @@ def sweep_lock(sweep_dir: Path, on_note: Any = None) -> Iterator[dict[str, Any]]
         # flock said free, yet the recorded owner runs: a file system without working flock.
         os.close(fd)
         raise BadInputError(
-            f"{sweep_dir} is in use by another regcli sweep (pid {previous['pid']} on {host}, since "
-            f"{previous.get('started', '?')}). Wait for it to finish or stop it; if no sweep runs there, "
+            f"{sweep_dir} is in use by another regcli {kind} (pid {previous['pid']} on {host}, since "
+            f"{previous.get('started', '?')}). Wait for it to finish or stop it; if no {kind} runs there, "
             f"delete {path}."
         )
     try:
         if previous.get("pid") and on_note is not None:
             on_note(
-                f"took over the stale lock of pid {previous['pid']} on {previous.get('host', '?')}: that sweep "
+                f"took over the stale lock of pid {previous['pid']} on {previous.get('host', '?')}: that {kind} "
                 f"process is gone; the trials it left unfinished are restarted."
             )
         owner = {"pid": os.getpid(), "host": host, "started": rundir.utc_now()}

@@ -8,6 +8,8 @@ numbers and diagnosis dicts, so every rule is tested on hand-written tables.
 - `paired_comparison`: the seed-noise rule (the advice benchmark's): a candidate beats the
   incumbent when its mean validation data loss is lower by more than 2 x the paired standard
   error of the per-seed differences; with one seed, a strictly lower value (no noise estimate);
+  and in both cases by at least 1% of the incumbent's mean: a consistent but negligible gain
+  (L2 0 -> 1e-4 lowering the loss by 0.1%) is not worth a knob turned and a step spent;
 - `choose`: of the batch's candidates that pass that rule, the one with the lowest mean.
 
 Example:
@@ -27,6 +29,7 @@ from typing import Any
 import yaml
 
 NOISE_FACTOR = 2.0  # beyond noise: a mean gain larger than 2 paired standard errors (about a 95% one-sided margin)
+MIN_RELATIVE_GAIN = 0.01  # and worth it: a gain under 1% of the incumbent's mean is real at best, not useful
 CANDIDATES_PER_BATCH = 2  # the top 2 recommendations are trained together; the 3rd only if neither helps
 # Knobs tune never turns: they change the problem (the data, its split, its labels), not the model.
 FIXED_PREFIXES = ("data.", "seed", "name", "diagnosis.")
@@ -145,18 +148,25 @@ def paired_comparison(incumbent: Mapping[int, float | None], candidate: Mapping[
         return Comparison(0, None, None, False, "rejected: the incumbent has no completed seed to compare with")
     diffs = [a - b for a, b in pairs]
     n, gain = len(diffs), sum(diffs) / len(diffs)
-    if n == 1:
-        beats = gain > 0
-        verb = "accepted" if beats else "rejected"
-        return Comparison(1, gain, None, beats, f"{verb}: {metric} {'lower' if beats else 'not lower'} by "
-                          f"{_fmt(gain)} on the one seed (one seed: no noise estimate, a strictly lower value wins)")
-    sd = math.sqrt(sum((d - gain) ** 2 for d in diffs) / (n - 1))
-    se = sd / math.sqrt(n)
-    beats = gain > NOISE_FACTOR * se and gain > 0
-    relation = ">" if beats else "<="
-    verb = "beats the incumbent" if beats else "not beyond seed noise"
-    return Comparison(n, gain, se, beats, f"{verb}: {metric} gain {_fmt(gain)} {relation} "
-                      f"{NOISE_FACTOR:g} x paired SE {_fmt(se)} over {n} seeds")
+    se = None if n == 1 else math.sqrt(sum((d - gain) ** 2 for d in diffs) / (n - 1)) / math.sqrt(n)
+    if se is None:
+        beyond_noise = gain > 0
+        noise = (f"{metric} {'lower' if beyond_noise else 'not lower'} by {_fmt(gain)} on the one seed "
+                 f"(one seed: no noise estimate, a strictly lower value wins)")
+    else:
+        beyond_noise = gain > NOISE_FACTOR * se and gain > 0
+        noise = (f"{metric} gain {_fmt(gain)} {'>' if beyond_noise else '<='} {NOISE_FACTOR:g} x paired SE "
+                 f"{_fmt(se)} over {n} seeds")
+    incumbent_mean = sum(a for a, _ in pairs) / n
+    floor = MIN_RELATIVE_GAIN * abs(incumbent_mean)
+    if beyond_noise and gain < floor:
+        return Comparison(n, gain, se, False, f"too small to be worth a step: {noise}, but the gain is "
+                          f"{gain / abs(incumbent_mean):.1%} of the incumbent's {_fmt(incumbent_mean)} "
+                          f"(under {MIN_RELATIVE_GAIN:.0%})")
+    if se is None:
+        return Comparison(1, gain, None, beyond_noise, f"{'accepted' if beyond_noise else 'rejected'}: {noise}")
+    verb = "beats the incumbent" if beyond_noise else "not beyond seed noise"
+    return Comparison(n, gain, se, beyond_noise, f"{verb}: {noise}")
 
 
 def _finite(value: Any) -> bool:

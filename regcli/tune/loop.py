@@ -28,10 +28,8 @@ from regcli import rundir
 from regcli.errors import Interrupted, RunFailedError, SpecError
 from regcli.sweep import store
 from regcli.sweep.console import TrialProgress
-from regcli.sweep.executors import LocalExecutor, RayExecutor
-from regcli.sweep.run import run_trials, trial_tasks
+from regcli.sweep.run import make_executor, run_trials, trial_tasks
 from regcli.sweep.spec import Sweep
-from regcli.sweep.worker import threads_per_worker
 from regcli.tune import story
 from regcli.tune.decide import CANDIDATES_PER_BATCH, Candidate, candidates, choose, fits_in_budget, yaml_value
 from regcli.tune.plan import TRIALS, TUNE_SPEC, Config, TunePlan, config_specs, dump_tune_yaml
@@ -48,14 +46,6 @@ class TuneResult:
     best: dict[str, Any]
     rows: list[dict[str, Any]]
     trained: int
-
-
-def make_executor(plan: TunePlan, n_tasks: int):
-    """The sweep's executors, sized as `regcli sweep` sizes them."""
-    if plan.executor == "ray":
-        return RayExecutor(None, cpus_per_trial=1, max_in_flight=plan.jobs)
-    jobs = min(plan.jobs or 1, max(1, n_tasks))  # no idle workers holding a share of the cores
-    return LocalExecutor(jobs, threads_per_worker(jobs))
 
 
 def show(value: Any) -> str:
@@ -92,6 +82,19 @@ class Tuner:
         self.evaluated: dict[str, Evaluation] = {}  # Config.key -> its evaluation
         self.used = 0  # trials spent (finished ones of a resumed tune included: the steps replay the same)
         self.trained = 0  # trials trained by this process
+        self._executor = None  # made at the first batch that trains, kept open for the next ones
+
+    def executor(self):
+        """The sweep's executor, made once: its workers (TensorFlow imported) serve every batch."""
+        if self._executor is None:
+            most = CANDIDATES_PER_BATCH * len(self.plan.seeds)  # the largest batch: two candidates over the seeds
+            self._executor = make_executor(self.plan.executor, self.plan.address, self.plan.jobs, most, keep_open=True)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     # ----------------------------------------------------------------- training a batch
 
@@ -116,7 +119,7 @@ class Tuner:
         if todo:
             tasks = trial_tasks(self.tune_dir, batch, todo, packing=True, workers=self.plan.jobs or 1)
             try:
-                run_trials(self.tune_dir, batch, todo, tasks, make_executor(self.plan, len(tasks)), self.progress)
+                run_trials(self.tune_dir, batch, todo, tasks, self.executor(), self.progress)
             except Interrupted:
                 self.write(partial=True)
                 done = sum(store.trial_state(self.tune_dir, t.id) in store.FINAL_STATES for t in trials)
@@ -179,7 +182,7 @@ class Tuner:
             if cut:  # a candidate of this batch did not fit: the budget, not the candidates, ended the tune
                 return None, self.stop(step, incumbent, "budget", f"budget spent: {self.used} of {self.plan.budget} "
                                        f"trials used, the next candidate needs {len(self.plan.seeds)}")
-        return None, self.stop(step, incumbent, "no_gain", "no candidate beat the incumbent beyond seed noise")
+        return None, self.stop(step, incumbent, "no_gain", "no candidate beat the incumbent beyond seed noise and by 1% or more")
 
     def _new_configs(self, step: int, incumbent: Evaluation, todo: list[Candidate]) -> list[tuple[Candidate, Config]]:
         """Each candidate as a configuration; one already trained, or whose spec is invalid, is a skipped row."""
@@ -209,7 +212,7 @@ class Tuner:
                 why = f"also beats the incumbent ({why.split(': ', 1)[-1]}), but {batch[index][0].knob} has the lower mean"
             self.rows.append(story.candidate_row(step, incumbent, c, evaluation, i == index, why))
         if index is None:
-            self.say(f"step {step}: no candidate beat the incumbent beyond seed noise")
+            self.say(f"step {step}: no candidate beat the incumbent beyond seed noise and by 1% or more")
             return None
         winner = found[index]
         self.say(f"step {step}: accepted {change_text(batch[index][0])}: val_data_loss {story.pm(*winner.stats())} "
@@ -251,11 +254,12 @@ def run_tune(plan: TunePlan, *, progress: TrialProgress | None = None,
         Interrupted (exit code 130): Ctrl-C; the tune directory is consistent.
     """
     tune_dir = open_tune_dir(plan)
-    with store.sweep_lock(tune_dir, on_note):
+    with store.sweep_lock(tune_dir, on_note, kind="tune"):
         tuner = Tuner(plan, tune_dir, progress, on_step)
         try:
             incumbent, stop = tuner.run()
         finally:
+            tuner.close()
             tuner.write()
         best = story.best_record(plan, incumbent, stop, tuner.used, len(tuner.rows))
         if not plan.smoke:

@@ -24,8 +24,8 @@ import yaml
 from regcli import rundir
 from regcli.errors import BadInputError, RunDirError
 from regcli.spec import MAX_SEED, SpecDumper, load_experiment_spec, spec_to_dict, validate_experiment
-from regcli.sweep.executors import EXECUTORS, require_ray
 from regcli.sweep.expand import Trial, format_value, knob_labels
+from regcli.sweep.run import check_executor_options
 from regcli.sweep.spec import spec_differences, trial_spec
 from regcli.tune.decide import yaml_value
 
@@ -54,6 +54,7 @@ class TunePlan:
         budget: the most trials (seed runs) the tune may train, finished ones included.
         smoke: a --smoke tune (one seed, at most 2 epochs and 256 rows, no final test).
         executor / jobs: where and how many trials train at once.
+        address: the Ray cluster for `executor="ray"` (None: a local Ray started for the tune).
         out: the directory the tune directory is created in.
         resume: the tune directory to continue, or None.
     """
@@ -69,6 +70,7 @@ class TunePlan:
     out: Path = Path("runs")
     resume: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    address: str | None = None
 
     def resolved(self) -> dict[str, Any]:
         """What tune.yaml holds."""
@@ -108,15 +110,10 @@ def parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
-def _check_options(executor: str, jobs: int | None, budget: int | None) -> None:
-    if executor not in EXECUTORS:
-        raise BadInputError(f"--executor must be one of {', '.join(EXECUTORS)}. Received: {executor!r}.")
-    if jobs is not None and jobs < 1:
-        raise BadInputError(f"--jobs must be an integer >= 1. Received: {jobs}. Use 1 to train one trial at a time.")
+def _check_options(executor: str, address: str | None, jobs: int | None, budget: int | None) -> None:
     if budget is not None and budget < 1:
         raise BadInputError(f"--budget must be an integer >= 1 (trials; each seed run is one). Received: {budget}.")
-    if executor == "ray":
-        require_ray()
+    check_executor_options(executor, address, jobs)
 
 
 def _check_budget(budget: int, seeds: list[int]) -> None:
@@ -128,18 +125,20 @@ def _check_budget(budget: int, seeds: list[int]) -> None:
 
 
 def prepare_tune(config: Path | None, *, budget: int | None = None, seeds: list[int] | None = None,
-                 jobs: int | None = None, executor: str = "local", out: Path | None = None,
-                 resume: Path | None = None, smoke: bool = False) -> TunePlan:
+                 jobs: int | None = None, executor: str = "local", address: str | None = None,
+                 out: Path | None = None, resume: Path | None = None, smoke: bool = False) -> TunePlan:
     """Validates the base spec (or the tune directory to resume) and the options; creates nothing.
 
     Raises:
         SpecError / BadInputError / RunDirError (exit code 2): a bad spec, option or tune directory,
             or `--resume` with a spec or seeds that differ from the stored tune.yaml.
     """
-    _check_options(executor, jobs, budget)
+    _check_options(executor, address, jobs, budget)
     if resume is not None:
-        return _resume_plan(config, Path(resume), budget=budget, seeds=seeds, jobs=jobs, executor=executor,
+        plan = _resume_plan(config, Path(resume), budget=budget, seeds=seeds, jobs=jobs, executor=executor,
                             out=out, smoke=smoke)
+        plan.address = address
+        return plan
     if config is None:
         raise BadInputError("regcli tune needs an experiment spec (SPEC.yaml), or --resume TUNE_DIR to continue one.")
     spec = load_experiment_spec(config)
@@ -154,7 +153,7 @@ def prepare_tune(config: Path | None, *, budget: int | None = None, seeds: list[
     name = f"{spec.name or spec.data.source or _stem(spec.data.path)}-tune"
     rundir.check_run_name(name, "name")
     return TunePlan(str(Path(config).absolute()), spec_to_dict(spec), name, seeds, budget, smoke, executor, jobs,
-                    Path(out) if out is not None else Path("runs"))
+                    Path(out) if out is not None else Path("runs"), address=address)
 
 
 def _stem(path: Any) -> str:
@@ -163,7 +162,7 @@ def _stem(path: Any) -> str:
 
 def _resume_plan(config: Path | None, tune_dir: Path, *, budget: int | None, seeds: list[int] | None,
                  jobs: int | None, executor: str, out: Path | None, smoke: bool) -> TunePlan:
-    """The plan stored in `tune_dir`/tune.yaml; only --budget, --jobs and --executor may change."""
+    """The plan stored in `tune_dir`/tune.yaml; only --budget, --jobs, --executor and --address may change."""
     if out is not None:
         raise BadInputError(f"--out does not apply with --resume: the trials are written into {tune_dir}. Remove --out.")
     stored = read_tune_yaml(tune_dir)
