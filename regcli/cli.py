@@ -134,10 +134,12 @@ def validate(
 @app.command()
 def diagnose(
     run_dirs: Annotated[
-        list[Path], typer.Argument(help="One or more run directories, e.g. runs/overfit-demo-* (the shell expands it).")
+        list[Path],
+        typer.Argument(help="Run directories, e.g. runs/overfit-demo-* (the shell expands it), or Keras CSVLogger files."),
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the diagnosis as JSON (several runs: a list, each with its run_dir).")
+        bool,
+        typer.Option("--json", help="Print the diagnosis as JSON (several: a list, each with its run_dir or csv_log)."),
     ] = False,
     replay: Annotated[
         str | None,
@@ -149,27 +151,40 @@ def diagnose(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Also print the evidence (diagnosis.json/.md always hold it).")
     ] = False,
+    task: Annotated[
+        str, typer.Option(help="CSVLogger files: classification or regression; auto reads it from accuracy or mae.")
+    ] = "auto",
+    n_train: Annotated[
+        int | None, typer.Option(min=1, help="CSVLogger files: training rows, so the errors carry their sampling noise.")
+    ] = None,
+    n_val: Annotated[int | None, typer.Option(min=1, help="CSVLogger files: validation rows (see --n-train).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="CSVLogger files: a threshold, e.g. --set diagnosis.target_error=0.05."),
+    ] = None,
 ) -> None:
-    """(Re)compute the bias/variance diagnosis of finished runs from their files alone."""
+    """(Re)compute the bias/variance diagnosis of finished runs from their files alone (CSVLogger files: their curves)."""
+    from regcli.commands.csvlog import LogOptions
     from regcli.commands.diagnose import diagnose_runs, fail_on_verdicts, print_diagnosis
 
     with errors():
         verdicts = fail_on_verdicts(fail_on)
-        results = diagnose_runs(run_dirs, replay=replay)  # every run checked before any file is rewritten
+        options = LogOptions.parse(task, n_train, n_val, set_ or ())
+        results = diagnose_runs(run_dirs, replay=replay, log_options=options)  # all read before any file is rewritten
     if as_json:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
         console = stdout()
         for i, result in enumerate(results):
             if i:
-                console.print()  # one block per run, each opening with its run directory and verdict
+                console.print()  # one block per path, each opening with it and its verdict
             print_diagnosis(console, result, verbose=verbose)
     for result in results:  # printed above, but diagnosis.json/.md could not be rewritten (read-only run dir)
-        if result["not_written"]:
+        if result.get("not_written"):
             stderr().print(f"error: {result['not_written']}", highlight=False, markup=False, soft_wrap=True)
     if any(result["diagnosis"]["verdict"] in verdicts for result in results):
         raise typer.Exit(code=1)  # the gate's answer first: the verdict itself is sound
-    if any(result["not_written"] for result in results):
+    if any(result.get("not_written") for result in results):
         raise typer.Exit(code=2)
 
 

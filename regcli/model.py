@@ -152,6 +152,7 @@ def build_model(
     n_classes: int,
     image_shape: tuple[int, ...] | None = None,
     name: str = "regcli_model",
+    input_shape: tuple[int, ...] | None = None,
 ) -> keras.Model:
     """Builds the (uncompiled) model a spec describes.
 
@@ -169,8 +170,18 @@ def build_model(
         n_classes: number of classes (ignored for binary/regression heads).
         image_shape: shape to reshape the flat input to for spatial layers. Defaults to `None`.
         name: the Keras model name. Defaults to `"regcli_model"`.
+        input_shape: the shape of one input row as fed, for `model.builder` (the user's function
+            builds its own input, for `image_shape` when the data are images). Defaults to `None`:
+            `(n_features,)`.
     """
     head = task_head(task, n_classes)
+    if model_spec.builder is not None:
+        from regcli.builder import build_from_builder
+        from regcli.spec.builders import BUILDER_KNOBS
+
+        fed = tuple(input_shape or (n_features,))
+        return build_from_builder(model_spec, BUILDER_KNOBS, input_shape=tuple(image_shape or fed), fed_shape=fed,
+                                  n_outputs=head.units, task=task, name=name)
     inputs = keras.Input(shape=(n_features,), name="features")
     x = inputs
     if model_spec.layers is not None:
@@ -200,7 +211,8 @@ def _to_image(x: Any, entries: list[Any], n_features: int, image_shape: tuple[in
         first = next(i for i, e in enumerate(entries) if e.type in _SPATIAL)
         raise BadInputError(
             f"model.layers.{first} is {entries[first].type}, which needs image-shaped data "
-            f"(e.g. data.source: digits, or an .npz whose X is (N, H, W[, C])); this data set "
+            f"(e.g. data.source: digits, an .npz whose X is (N, H, W[, C]), or an image folder with "
+            f"data.image_size); this data set "
             f"has {n_features} flat features. Use dense layers instead."
         )
     return keras.layers.Reshape(tuple(image_shape), name="to_image")(x)
@@ -235,7 +247,7 @@ def apply_freeze(model: keras.Model, freeze: list[str | int]) -> list[str]:
     return frozen
 
 
-def load_init_weights(model: keras.Model, model_path: str) -> None:
+def load_init_weights(model: keras.Model, model_path: str, builder: str | None = None) -> None:
     """Loads a previous run's shipped weights into `model` (fine-tuning, `model.init_from`).
 
     Only weights are read (`Model.load_weights` on the `.keras` archive): no layer
@@ -246,7 +258,7 @@ def load_init_weights(model: keras.Model, model_path: str) -> None:
 
     from regcli.modelfile import check_model_file
 
-    check_model_file(model_path)
+    check_model_file(model_path, builder)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

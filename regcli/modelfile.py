@@ -32,15 +32,16 @@ ALLOWED_MODULE_FAMILIES = frozenset(
     {"layers", "initializers", "regularizers", "constraints", "optimizers", "losses", "metrics", "models",
      "dtype_policies"}
 )
-_CODE_CLASSES = ("Lambda", "TFOpLambda", "function", "__lambda__")
+CODE_CLASSES = ("Lambda", "TFOpLambda", "function", "__lambda__")  # code, not configuration: always refused
 _MAX_CONFIG_BYTES = 10_000_000  # a regcli config.json is a few KB
 
 
 def _modules(node: Any, where: str = ""):
-    """Yields every (class_name, module, location) in a Keras config tree, e.g. `config.layers.1.config`."""
+    """Yields every (class_name, module, location, registered_name) in a Keras config tree (location:
+    e.g. `config.layers.1.config`)."""
     if isinstance(node, dict):
         if "class_name" in node:
-            yield node.get("class_name"), node.get("module"), where
+            yield node.get("class_name"), node.get("module"), where, node.get("registered_name")
         for key, value in node.items():
             yield from _modules(value, f"{where}.{key}" if where else str(key))
     elif isinstance(node, list):
@@ -90,8 +91,14 @@ def _check_members(path: Path, archive: zipfile.ZipFile) -> None:
         seen.add(name)
 
 
-def check_model_file(path: Path) -> None:
-    """Raises RunDirError unless `path` is a regcli-built `.keras` model (nothing is executed)."""
+def check_model_file(path: Path, builder: str | None = None) -> None:
+    """Raises RunDirError unless `path` is a regcli-built `.keras` model (nothing is executed).
+
+    A `model.builder` run's model is the user's own architecture: any Keras layer may appear,
+    and a custom class passes when the builder's module registered it
+    (`keras.saving.register_keras_serializable`; the module is imported here, the user's own
+    code by design). Code objects (Lambda) and classes from anywhere else are still refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: the run has no shipped model.")
@@ -113,8 +120,21 @@ def check_model_file(path: Path) -> None:
         raise RunDirError(f"{path}: its config.json is not valid JSON; the file is corrupt.") from None
     if not isinstance(config, dict) or config.get("class_name") != "Functional":
         raise RunDirError(f"{path} was not written by regcli (expected a Functional model); refusing to load it.")
-    _check_layers(path, config)
-    _check_modules(path, config)
+    if builder is None:
+        _check_layers(path, config)
+        _check_modules(path, config)
+    else:
+        _check_modules(path, config, registered=_registered_by(builder))
+
+
+def _registered_by(builder: str) -> frozenset[str]:
+    """The custom objects registered once the builder's module is imported (`package>Name`)."""
+    import keras
+
+    from regcli.builder import import_builder
+
+    import_builder(builder)
+    return frozenset(keras.saving.get_custom_objects())
 
 
 def _check_layers(path: Path, config: dict[str, Any]) -> None:
@@ -130,10 +150,13 @@ def _check_layers(path: Path, config: dict[str, Any]) -> None:
             )
 
 
-def _check_modules(path: Path, config: dict[str, Any]) -> None:
-    """No object in config.json is code, or comes from a module outside Keras's model packages."""
-    for class_name, module, where in _modules(config):
-        if class_name in _CODE_CLASSES:
+def _check_modules(path: Path, config: dict[str, Any], registered: frozenset[str] = frozenset()) -> None:
+    """No object in config.json is code, or comes from a module outside Keras's model packages
+    (unless its `registered_name` is one of `registered`: a builder's own serializable classes)."""
+    for class_name, module, where, registered_name in _modules(config):
+        if registered_name in registered and class_name not in CODE_CLASSES:
+            continue
+        if class_name in CODE_CLASSES:
             raise RunDirError(
                 f"{path} contains a {class_name} (arbitrary code) at {where or 'the top'} of its config.json; "
                 f"refusing to load it."

@@ -39,6 +39,8 @@ CURVES = "learning_curves.png"
 MODEL = "model.keras"
 ENVIRONMENT = "environment.json"
 CHECKPOINT = "checkpoint.npz"  # per-epoch training state for `train --resume`; removed once the run ends
+# The test split a `regcli.keras.RunRecorder` run was given (`test_data=`), for `regcli test` only.
+TEST_SPLIT = "test_split.npz"
 
 RUN_FILES = (CONFIG, STATUS, HISTORY, SUMMARY, DIAGNOSIS_JSON, DIAGNOSIS_MD, CURVES, MODEL, ENVIRONMENT)
 STATES = ("running", "completed", "failed", "diverged", "interrupted")
@@ -70,23 +72,24 @@ def check_run_name(name: str, key: str = "name") -> str:
     return name
 
 
-def check_out_dir(out: Path) -> Path:
+def check_out_dir(out: Path, key: str = "--out") -> Path:
     """RunDirError (exit 2) when `out` could not hold run directories; creates nothing.
 
     `out` may not exist yet: then its nearest existing ancestor must be a writable directory
     (it is created with the run directory, so bad input leaves no empty `--out` behind).
+    `key` names the argument in the message. Defaults to `"--out"`.
     """
     out = Path(out)
     probe = out
     while not probe.exists():
         if probe.is_symlink():  # a dangling link
-            raise RunDirError(f"--out {out}: {probe} is a broken symbolic link. Choose another --out.")
+            raise RunDirError(f"{key} {out}: {probe} is a broken symbolic link. Choose another {key}.")
         probe = probe.parent
     if not probe.is_dir():
-        raise RunDirError(f"--out {out}: {probe} is not a directory, so no run directory can be made under it.")
+        raise RunDirError(f"{key} {out}: {probe} is not a directory, so no run directory can be made under it.")
     if not os.access(probe, os.W_OK | os.X_OK):
         why = "a read-only file system" if _read_only_mount(probe) else "not writable"
-        raise RunDirError(f"--out {out}: {probe} is {why}. Choose another --out.")
+        raise RunDirError(f"{key} {out}: {probe} is {why}. Choose another {key}.")
     return out
 
 

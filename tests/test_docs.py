@@ -31,7 +31,7 @@ PAGES = [README, *sorted(DOCS.glob("*.md"))]
 # Pages whose commands are checked: the README and the user pages this repository writes by hand
 # (benchmarks.md is written by `make bench`, reliability.md records faults as they were run).
 COMMAND_PAGES = [README, *(DOCS / f for f in ("sweeps.md", "report.md", "tracking.md", "init.md", "spec.md"))]
-MAX_README_LINES = 260
+MAX_README_LINES = 270  # about 250: the README is for users; material for contributors lives in docs/
 
 FENCE = re.compile(r"^(`{3,}|~{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)

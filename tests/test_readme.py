@@ -51,7 +51,8 @@ def test_the_readme_has_the_blocks_this_test_runs():
     assert [mode for mode, _ in found].count("smoke") == 1
     bodies = "\n".join(body for _, body in found)
     for command in ("make run", "regcli train configs/overfit_demo.yaml", "regcli diagnose runs/overfit-demo-*",
-                    "regcli compare runs/overfit-demo-*", 'regcli test "$RUN"', "regcli sweep --resume"):
+                    "regcli compare runs/overfit-demo-*", 'regcli test "$RUN"', "regcli sweep --resume",
+                    "regcli train configs/byom/builder.yaml", "RunRecorder(", "regcli diagnose history.csv"):
         assert command in bodies, command
 
 
@@ -99,6 +100,11 @@ def test_every_bash_block_of_the_readme_runs_as_written(tmp_path):
     for sweep in ("sweep-l2-dropout-*", "learning-curve-*"):
         (sweep_dir,) = runs.glob(sweep)
         assert (sweep_dir / "best.json").is_file(), sweep_dir
+    # Bring your own model: a builder run and a RunRecorder run, both completed, and the CSVLogger file diagnosed.
+    for name in ("byom-builder-*", "mine-*"):
+        (run_dir,) = runs.glob(name)
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "completed", run_dir
+    assert "history.csv: " in "".join(outputs)
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Only files are read (config.yaml, status.json, summary.json, history.csv, through
 `rundir.RunFiles`): no TensorFlow, no Keras. Inputs are never rewritten; diagnosis.json/.md
-are refreshed.
+are refreshed. A Keras CSVLogger file in place of a run directory is diagnosed from its curves
+alone (`commands/csvlog`) and only printed: nothing is written next to it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regcli import rundir
 from regcli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from regcli.commands.csvlog import LogOptions
 
 VERDICTS = ("high_bias", "high_variance", "high_bias_and_variance", "good_fit", "diverged", "not_learning")
 
@@ -53,26 +57,39 @@ def diagnose_run(run: Path, *, replay: str | None = None) -> dict[str, Any]:
     return diagnose_runs([run], replay=replay)[0]
 
 
-def diagnose_runs(runs: Sequence[Path], *, replay: str | None = None) -> list[dict[str, Any]]:
+def diagnose_runs(
+    runs: Sequence[Path], *, replay: str | None = None, log_options: LogOptions | None = None
+) -> list[dict[str, Any]]:
     """`diagnose_run` of several runs, all or nothing: every run is read and diagnosed before any file is rewritten.
 
+    A path that is a file is read as a Keras CSVLogger file (`commands/csvlog`), diagnosed from its
+    curves alone with `log_options`, and never written to.
+
     Returns:
-        One result per run, in order: `{"run_dir", "diagnosis", "replay" (with --replay), "not_written"}`;
-        `not_written` is None, or the paragraph saying why diagnosis.json/.md could not be rewritten.
+        One result per path, in order: `{"run_dir", "diagnosis", "replay" (with --replay), "not_written"}`
+        for a run directory, `not_written` None or the paragraph saying why diagnosis.json/.md could not
+        be rewritten; `{"csv_log", "diagnosis"}` for a CSVLogger file.
 
     Raises:
-        RunDirError / BadInputError (exit code 2): a run directory is missing, unfinished or corrupt, or
-            `replay` is malformed. No diagnosis file of any run is rewritten then.
+        RunDirError / BadInputError (exit code 2): a run directory is missing, unfinished or corrupt, a
+            CSVLogger file is unreadable, or `replay` or `log_options` is malformed or does not apply. No
+            diagnosis file of any run is rewritten then.
     """
+    from regcli.commands.csvlog import LogOptions, check_log_options, diagnose_csv_log, is_csv_log
     from regcli.commands.several import each_or_none
     from regcli.replay import parse_replay_arg
 
+    paths = [Path(run) for run in runs]
+    check_log_options(paths, log_options or LogOptions(), replay)
     overrides = parse_replay_arg(replay) if replay else None
-    computed = each_or_none([Path(run) for run in runs], lambda run: _compute(run, overrides), "diagnosed")
+
+    def compute(path: Path) -> tuple[dict[str, Any], str | None]:
+        return (diagnose_csv_log(path, log_options), None) if is_csv_log(path) else _compute(path, overrides)
+
     results = []
-    for result, markdown in computed:
-        run = Path(result["run_dir"])
-        result["not_written"] = _rewrite_diagnosis(run, result["diagnosis"], markdown)
+    for result, markdown in each_or_none(paths, compute, "diagnosed"):
+        if markdown is not None:  # a run directory; a CSVLogger file is printed only
+            result["not_written"] = _rewrite_diagnosis(Path(result["run_dir"]), result["diagnosis"], markdown)
         results.append(result)
     return results
 
@@ -119,7 +136,8 @@ def print_diagnosis(console, result: dict[str, Any], *, verbose: bool = False) -
     from rich.text import Text
 
     diag = result["diagnosis"]
-    console.print(Text.assemble(f"{result['run_dir']}: ", (str(diag["verdict"]), "bold")), soft_wrap=True)
+    where = result.get("run_dir") or result.get("csv_log")
+    console.print(Text.assemble(f"{where}: ", (str(diag["verdict"]), "bold")), soft_wrap=True)
     if diag.get("headline"):
         _item(console, "", str(diag["headline"]))
     for i, rec in enumerate(diag.get("recommendations", []), start=1):

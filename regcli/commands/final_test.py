@@ -6,6 +6,8 @@ refuses when its fingerprint differs from the one the run recorded (the data cha
 evaluates model.keras once in inference mode, records the result in the test ledger and
 adds `metrics.test` to summary.json. Every check that can fail runs before Keras is
 imported and before anything is written: a refused test leaves every file as it was.
+A run that `regcli.keras.RunRecorder` recorded has no spec to rebuild its data from: its test
+split is the `test_split.npz` it was given, read and checked by `regcli.keras.recorded`.
 
 Example:
 
@@ -55,16 +57,24 @@ def _no_test_split(run: Path) -> BadInputError:
     )
 
 
-def _check_model_file(run: Path) -> Path:
-    """The shipped model passes regcli's checks (`modelfile.check_model_file`) before Keras is imported."""
+def _check_model_file(run: Path, builder: str | None = None) -> Path:
+    """The shipped model passes regcli's checks (`modelfile.check_model_file`) before Keras is imported
+    (a `model.builder` run's check imports the builder's module: its custom layers are registered there)."""
     from regcli.modelfile import check_model_file
 
     path = run / rundir.MODEL
     try:
-        check_model_file(path)
+        check_model_file(path, builder)
     except RunDirError as exc:
         raise RunDirError(f"{exc} The test split is not looked at. Retrain the run.") from None
     return path
+
+
+def _builder_of(files: rundir.RunFiles) -> str | None:
+    """config.yaml's model.builder (validated with the rest of the spec later), or None."""
+    model = files.config.get("model") if isinstance(files.config.get("model"), dict) else {}
+    builder = model.get("builder")
+    return builder if isinstance(builder, str) else None
 
 
 def _check_writable(run: Path, ledger: Path) -> None:
@@ -115,7 +125,7 @@ def _evaluate_once(run: Path, spec: Any, env: dict[str, Any], ds: Any) -> dict[s
 
     path = run / rundir.MODEL
     try:
-        model = fit.load_shipped_model(path)
+        model = fit.load_shipped_model(path, builder=spec.model.builder)
     except RunDirError:
         raise
     except Exception as exc:  # Keras raises many types for a damaged archive
@@ -142,6 +152,10 @@ def _testable_summary(files: rundir.RunFiles) -> tuple[dict[str, Any], str, str]
     run, summary = files.path, files.summary
     if not isinstance(summary.get("metrics"), dict):
         raise RunDirError(f"{run / rundir.SUMMARY} lacks its metrics mapping: it is corrupt. Retrain the run.")
+    from regcli.keras.recorded import is_recorded, no_test_split
+
+    if is_recorded(summary) and summary.get("n_test") == 0:  # recorded without test_data: no fingerprint either
+        raise no_test_split(run)
     fingerprint = _test_fingerprint(run, summary)
     if summary.get("n_test") == 0:
         raise _no_test_split(run)
@@ -199,7 +213,11 @@ def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
     ledger_path = Path(ledger) if ledger is not None else default_ledger(run)
     summary, fingerprint, task = _testable_summary(files)
     _check_not_smoke(files, summary)
-    _check_model_file(run)
+    from regcli.keras.recorded import is_recorded
+
+    if is_recorded(summary):  # a RunRecorder run: its stored test split and its own model (docs/recorder.md)
+        return _record_look(files, ledger_path, fingerprint, *_look_recorded(files, ledger_path, summary, fingerprint))
+    _check_model_file(run, _builder_of(files))
     env = files.environment
     _check_writable(run, ledger_path)
     spec = _load_spec(run)
@@ -208,14 +226,35 @@ def final_test(run_dir: Path, *, ledger: Path | None = None) -> dict[str, Any]:
         raise _no_test_split(run)
 
     metrics = _evaluate_once(run, spec, env, ds)
+    data = {"source": spec.data.source, "path": spec.data.path}
+    return _record_look(files, ledger_path, fingerprint, metrics, int(len(ds.y_test)), data)
+
+
+def _look_recorded(files: rundir.RunFiles, ledger_path: Path, summary: dict[str, Any],
+                   fingerprint: str) -> tuple[dict[str, float], int, dict[str, Any]]:
+    """(metrics, n_test, the ledger's data) of a RunRecorder run, evaluated once on its stored test split."""
+    from regcli.keras import recorded
+
+    run = files.path
+    recorded.custom_classes(run / rundir.MODEL)  # the archive's checks, before Keras is imported
+    _check_writable(run, ledger_path)
+    x_test, y_test = recorded.read_test_split(run, fingerprint)
+    metrics = recorded.evaluate_once(run, summary, files.environment, x_test, y_test)
+    return metrics, int(len(y_test)), {"source": None, "path": None, "test_split": str(run.absolute() / rundir.TEST_SPLIT)}
+
+
+def _record_look(files: rundir.RunFiles, ledger_path: Path, fingerprint: str, metrics: dict[str, Any],
+                 n_test: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Appends the look to the test ledger, adds `metrics.test` to summary.json; `final_test`'s result."""
+    run, summary = files.path, files.summary
     entry = {
         "time": rundir.utc_now(),
         "run": str(run.absolute()),
         "run_name": run.name,
         "test_fingerprint": fingerprint,
-        "data": {"source": spec.data.source, "path": spec.data.path},
+        "data": data,
         "metrics": metrics,
-        "n_test": int(len(ds.y_test)),
+        "n_test": n_test,
     }
     written, before = append_entry(ledger_path, entry)
     _record_in_summary(run, ledger_path, written["metrics"])

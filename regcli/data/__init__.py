@@ -5,8 +5,9 @@
 (regression) for the train, validation and test splits, plus a JSON-able `info` dict that the run
 directory records. The pipeline, in this order:
 
-1. load: a scikit-learn bundled set, a seeded scikit-learn generator, or a .csv/.parquet/.npz file
-   (string columns one-hot encoded, with a "missing" level when `data.impute` is not none);
+1. load: a scikit-learn bundled set, a seeded scikit-learn generator, a .csv/.parquet/.npz file
+   (string columns one-hot encoded, with a "missing" level when `data.impute` is not none), or an
+   image folder (one subfolder per class; pixels scaled to [0, 1], one flat row per image);
 2. task: inferred from the targets (`task="auto"`) or checked against `model.task`;
 3. split: test first, then validation, both fractions of the WHOLE data set, stratified for
    classification;
@@ -14,6 +15,7 @@ directory records. The pipeline, in this order:
 5. `impute`: missing numeric values filled with a statistic of the training split only;
 6. `label_noise`: corrupts that share of TRAINING labels only;
 7. `standardize`: feature (and regression target) mean/std fitted on the training split only;
+   per color channel instead of per feature for an image folder;
 8. `drift`: `x * scale + shift` on validation and test features only.
 
 Every random choice (generator, split, subset, label noise) derives from the split seed
@@ -25,9 +27,10 @@ The `data:` block arrives validated (`regcli.spec`): exactly one of source and p
 source, generator parameters by name and range (`spec.SOURCE_PARAMS`, the one table of them),
 a path with a known suffix, `data.target` where a table needs it, fractions and seeds in range.
 This package only checks what the data itself can show. Its modules, in pipeline order:
-`sources` (built-in and generated), `files` (.csv/.parquet/.npz), `raw` (the loaded data and its
-task), `split` (splits, train_fraction, label noise, standardization, drift), `impute` (missing
-values), and `check` (what `regcli validate` says about the data).
+`sources` (built-in and generated), `files` (.csv/.parquet/.npz), `images` (image folders), `raw`
+(the loaded data and its task), `split` (splits, train_fraction, label noise, standardization,
+drift), `impute` (missing values), `memory` (what memory there is), and `check` (what
+`regcli validate` says about the data).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from typing import Any
 import numpy as np
 
 from regcli.data.files import load_file
+from regcli.data.images import load_image_folder
 from regcli.data.impute import impute
+from regcli.data.memory import memory_note
 from regcli.data.raw import Raw, resolve_task
 from regcli.data.sources import generate, load_bundled
 from regcli.data.split import Rows, Splits, split_rows, subset, transform
@@ -59,7 +64,8 @@ class Dataset:
     split's `target_mean`/`target_std` when `data.standardize` is true, so an MAE is in units of
     the target's standard deviation). An empty split (fraction 0) has shape (0, n_features).
     `image_shape` is the per-row shape to reshape the flat features into for conv layers
-    ((8, 8, 1) for digits), None for tabular data. `info` is JSON-able and goes to the run directory.
+    ((8, 8, 1) for digits, (H, W, C) for an image folder), None for tabular data. `info` is
+    JSON-able and goes to the run directory.
     """
 
     x_train: np.ndarray
@@ -107,29 +113,8 @@ def load_dataset(data: Any, *, seed: int, task: str = "auto") -> Dataset:
     except MemoryError as exc:  # numpy's _ArrayMemoryError too: bad input for this machine, not a crash
         raise DataError(
             f"data: loading and splitting {_name_data(data.source, data.path)} ran out of memory ({exc}). "
-            f"{_memory_note()}Lower data.params.n_samples or n_features, or use a smaller data file."
+            f"{memory_note()}Lower data.params.n_samples or n_features, or use a smaller data file."
         ) from None
-
-
-def _memory_note() -> str:
-    """What memory there is, read without heavy imports: MemAvailable, and `ulimit -v` when set."""
-    notes = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-        notes.append(f"this machine has {kib / 1024**2:.1f} GiB of memory available")
-    except (OSError, StopIteration, ValueError, IndexError):
-        pass
-    try:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            notes.append(f"this process may use at most {limit / 1024**3:.1f} GiB (ulimit -v)")
-    except (ImportError, OSError, ValueError):
-        pass
-    text = "; ".join(notes)
-    return f"{text[:1].upper()}{text[1:]}. " if notes else ""
 
 
 def _build_dataset(data: Any, seed: int, task: str) -> Dataset:
@@ -141,7 +126,8 @@ def _build_dataset(data: Any, seed: int, task: str) -> Dataset:
     labels = y if classification and bool(data.stratify) else None
     rows = split_rows(len(y), data, labels, class_names, split_seed, raw.where)
     x, imputed = impute(raw, rows, data.impute)
-    splits = transform(x, y, rows, data, len(class_names), split_seed)
+    channels = raw.image_shape[-1] if raw.per_channel and raw.image_shape else 0
+    splits = transform(x, y, rows, data, len(class_names), split_seed, channels)
     y_dtype = np.int32 if classification else np.float32
     ds = Dataset(
         x_train=np.ascontiguousarray(splits.x_train, dtype=np.float32),
@@ -191,9 +177,10 @@ def _info(
         "drift": splits.drift,
         "target_mean": splits.target_mean,
         "target_std": splits.target_std,
+        **(splits.channel_stats or {}),  # image folders: what standardize subtracted and divided by
         # The held-out rows as loaded (label noise touches training labels only), before any transform.
-        "test_fingerprint": _fingerprint(raw.x[rows.test], y[rows.test]),
-        "data_fingerprint": _fingerprint(raw.x, y),
+        "test_fingerprint": fingerprint(raw.x[rows.test], y[rows.test]),
+        "data_fingerprint": fingerprint(raw.x, y),
     }
 
 
@@ -220,6 +207,9 @@ def _load_raw(data: Any, split_seed: int) -> Raw:
         return generate(data.source, dict(data.params or {}), split_seed)
     if data.source is not None:
         return load_bundled(data.source)
+    image_size = getattr(data, "image_size", None)  # the spec requires it exactly for an image folder
+    if image_size is not None:
+        return load_image_folder(Path(data.path), tuple(image_size), data.color_mode or "rgb")
     return load_file(Path(data.path), data.target, data.impute)
 
 
@@ -254,7 +244,7 @@ def _split_stats(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def _fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
     """sha256 of the shapes, dtypes and bytes of (x, y): equal arrays give equal hex digests."""
     digest = hashlib.sha256()
     for array in (x, y):

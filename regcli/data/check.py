@@ -4,7 +4,9 @@ A data file (.csv, .parquet, .npz) is loaded, encoded, imputed and split exactly
 does it (`load_dataset`), so a file that train would refuse fails validation with the same
 message, exit code 2. A built-in source is checked from its shape alone, so validating a
 10**6-row generator stays instant: its task against `model.task` and its split sizes against
-the fractions, without scikit-learn. Nothing here imports TensorFlow or Keras.
+the fractions, without scikit-learn. An image folder is listed, not decoded: its classes, the
+image files of each, the memory its images would take, and its split sizes (stratified as
+train splits it). Nothing here imports TensorFlow or Keras.
 
 Example:
     >>> for line in data_report([spec]):
@@ -17,25 +19,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from regcli.data import load_dataset
+from regcli.data.images import scan_folder
 from regcli.data.raw import Raw, resolve_task
 from regcli.data.sources import source_shape
-from regcli.data.split import split_sizes
+from regcli.data.split import split_rows, split_sizes
 from regcli.head import explicit_head, task_head
 
 __all__ = ["check_data", "data_report", "describe_data"]
 
 
 def check_data(data: Any, *, seed: int, task: str = "auto") -> dict[str, Any]:
-    """The `info` that train records for a data file, or its shape-only part for a built-in source.
+    """The `info` that train records for a data file, or its shape-only part for a built-in
+    source or an image folder.
 
     Raises:
         DataError: train would refuse the data (exit code 2).
     """
+    if getattr(data, "image_size", None) is not None:
+        return _folder_info(data, seed, task)
     if data.path is not None:
         return load_dataset(data, seed=seed, task=task).info
     return _builtin_info(data, task)
@@ -71,10 +78,15 @@ def describe_data(info: dict[str, Any]) -> list[str]:
     task = info["task"]
     if task != "regression":
         task += f" ({info['n_classes']} classes: {_shorten(info['class_names'])})"
+    size = f"{info['n_rows']:,} rows, {info['n_features']:,} features"
+    note = "" if info.get("path") else " (built-in source: shapes checked, not loaded)"
+    if info.get("color_mode"):
+        height, width, channels = info["image_shape"]
+        size = f"{info['n_rows']:,} images, {height}x{width} {info['color_mode']} ({info['n_features']:,} features)"
+        note = " (image folder: files listed, not decoded)"
     lines = [
-        f"data: {where}: {info['n_rows']:,} rows, {info['n_features']:,} features; {task}; "
-        f"{info['n_train']:,} train / {info['n_val']:,} val / {info['n_test']:,} test"
-        + ("" if info.get("path") else " (built-in source: shapes checked, not loaded)")
+        f"data: {where}: {size}; {task}; "
+        f"{info['n_train']:,} train / {info['n_val']:,} val / {info['n_test']:,} test{note}"
     ]
     if info.get("one_hot"):
         encoded = (f"{name} ({levels} levels)" for name, levels in info["one_hot"].items())
@@ -103,9 +115,51 @@ def _builtin_info(data: Any, requested: str) -> dict[str, Any]:
     n_rows, n_features, class_names = source_shape(data.source, dict(data.params or {}))
     where = f"data.source '{data.source}'"
     classification = class_names is not None
+    y = np.arange(len(class_names)) if classification else np.zeros(1)
+    task, names = _task(y, n_features, class_names, where, requested)
+    sizes = split_sizes(n_rows, data, len(names), where)
+    return {
+        **_shape_info(data, task, names, n_rows, n_features),
+        "source": data.source,
+        "path": None,
+        "n_train": sizes.train,
+        "n_val": sizes.val,
+        "n_test": sizes.test,
+    }
+
+
+def _folder_info(data: Any, seed: int, requested: str) -> dict[str, Any]:
+    """Classes, task and split sizes of an image folder, from its file listing: no image is decoded.
+
+    The split is train's own (stratified rows of the class labels), so a class too small to
+    stratify or a too small train_fraction is refused here with train's message.
+    """
+    folder = scan_folder(Path(data.path), tuple(data.image_size), data.color_mode or "rgb")
+    n_features = int(np.prod(folder.image_shape))
+    task, names = _task(folder.labels, n_features, folder.class_names, folder.where, requested)
+    split_seed = int(data.split_seed if data.split_seed is not None else seed)
+    labels = folder.labels if data.stratify else None
+    rows = split_rows(len(folder.labels), data, labels, names, split_seed, folder.where)
+    return {
+        **_shape_info(data, task, names, len(folder.labels), n_features),
+        "source": None,
+        "path": str(data.path),
+        "image_shape": list(folder.image_shape),
+        "color_mode": data.color_mode or "rgb",
+        "n_train": len(rows.train),
+        "n_val": len(rows.val),
+        "n_test": len(rows.test),
+    }
+
+
+def _task(
+    y: np.ndarray, n_features: int, class_names: list[str] | None, where: str, requested: str
+) -> tuple[str, list[str]]:
+    """(task, class names) of targets known without loading: `resolve_task` on an empty `Raw`."""
+    classification = class_names is not None
     raw = Raw(
         x=np.empty((0, n_features)),
-        y=np.arange(len(class_names)) if classification else np.zeros(1),
+        y=y,
         feature_names=[],
         where=where,
         origin={},
@@ -113,10 +167,12 @@ def _builtin_info(data: Any, requested: str) -> dict[str, Any]:
         class_names=class_names,
     )
     task, _, names = resolve_task(raw, requested)
-    sizes = split_sizes(n_rows, data, len(names), where)
+    return task, names
+
+
+def _shape_info(data: Any, task: str, names: list[str], n_rows: int, n_features: int) -> dict[str, Any]:
+    """The info entries every shape-only check gives: task, classes, rows, features, no encoding."""
     return {
-        "source": data.source,
-        "path": None,
         "task": task,
         "n_classes": len(names) if names else 1,
         "class_names": names,
@@ -125,7 +181,4 @@ def _builtin_info(data: Any, requested: str) -> dict[str, Any]:
         "one_hot": {},
         "impute": str(data.impute),
         "imputed": {},
-        "n_train": sizes.train,
-        "n_val": sizes.val,
-        "n_test": sizes.test,
     }

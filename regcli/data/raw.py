@@ -32,6 +32,7 @@ class Raw:
     kind: str | None = None  # "classification" | "regression" when the source fixes it
     class_names: list[str] | None = None  # names of y's integer codes when the source fixes them
     image_shape: tuple[int, ...] | None = None
+    per_channel: bool = False  # standardize per color channel (an image folder), not per feature
     one_hot: dict[str, int] = field(default_factory=dict)  # string column -> its levels, one column each
     # String column -> its rows whose missing value became the "missing" level (data.impute != none).
     missing_level: dict[str, np.ndarray] = field(default_factory=dict)

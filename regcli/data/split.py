@@ -42,6 +42,7 @@ class Splits:
     target_mean: float | None  # regression: y_original = y * target_std + target_mean
     target_std: float | None
     drift: dict[str, float] | None
+    channel_stats: dict[str, list[float]] | None = None  # image folders: the per-channel mean and std
 
 
 def split_rows(
@@ -91,18 +92,25 @@ def split_sizes(n: int, data: Any, n_classes: int, where: str) -> Sizes:
     return Sizes(keep, n_val, n_test, n_train)
 
 
-def transform(x: np.ndarray, y: np.ndarray, rows: Rows, data: Any, n_classes: int, seed: int) -> Splits:
+def transform(
+    x: np.ndarray, y: np.ndarray, rows: Rows, data: Any, n_classes: int, seed: int, channels: int = 0
+) -> Splits:
     """The split arrays with label noise, standardization and drift applied, in that order.
 
     `n_classes` is 0 for regression: its targets are standardized too, and label noise swaps them.
+    `channels` > 0: the features are images of that many channels, last (H, W, C flattened), and
+    are standardized per channel rather than per feature. Defaults to `0`.
     """
     x_train, x_val, x_test = x[rows.train], x[rows.val], x[rows.test]
     y_train, y_val, y_test = y[rows.train], y[rows.val], y[rows.test]
     y_train, flipped = _corrupt_labels(y_train, float(data.label_noise), n_classes, seed)
     target_mean = target_std = None
+    channel_stats = None
     if data.standardize:
-        mean, std = _mean_std(x_train)
+        mean, std = _mean_std(x_train) if not channels else _channel_mean_std(x_train, channels)
         x_train, x_val, x_test = ((v - mean) / std for v in (x_train, x_val, x_test))
+        if channels:
+            channel_stats = {"channel_mean": mean[:channels].tolist(), "channel_std": std[:channels].tolist()}
     if not n_classes:
         target_mean, target_std = 0.0, 1.0  # identity unless standardized: y_original = y * std + mean
         if data.standardize:
@@ -113,7 +121,9 @@ def transform(x: np.ndarray, y: np.ndarray, rows: Rows, data: Any, n_classes: in
     if drift is not None:
         x_val = x_val * drift["scale"] + drift["shift"]
         x_test = x_test * drift["scale"] + drift["shift"]
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, flipped, target_mean, target_std, drift)
+    return Splits(
+        x_train, y_train, x_val, y_val, x_test, y_test, flipped, target_mean, target_std, drift, channel_stats
+    )
 
 
 def _share(fraction: float, n: int, minimum: int = 0) -> int:
@@ -214,6 +224,16 @@ def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
+def _channel_mean_std(x: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of flattened (H, W, C) images, repeated to one entry per feature.
+
+    Computed in float64 and returned in `x`'s dtype, so float32 images stay float32.
+    """
+    mean, std = _mean_std(x.reshape(-1, channels).astype(np.float64))
+    repeats = x.shape[1] // channels
+    return np.tile(mean, repeats).astype(x.dtype), np.tile(std, repeats).astype(x.dtype)
 
 
 def _drift(drift: Any) -> dict[str, float] | None:

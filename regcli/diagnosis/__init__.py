@@ -20,6 +20,9 @@ The steps, one module each, in the order `diagnose` runs them:
 - `warnings`: the classic regularization traps that matter for this run;
 - `render`: diagnosis.md.
 
+`curves_only` runs the same diagnosis on a Keras CSVLogger file's curves alone (`regcli diagnose
+history.csv`) and says what they cannot tell: no clean training curve, no penalty split, no sizes.
+
 Pure numpy/pandas: no TensorFlow or Keras import and no disk, so `regcli diagnose` stays
 instant. The early-stopping replay lives in `regcli.replay`.
 
@@ -42,7 +45,7 @@ from regcli.diagnosis.inputs import DEFAULTS, Run
 from regcli.diagnosis.penalty import over_regularized
 from regcli.diagnosis.reading import curve_reading
 from regcli.diagnosis.recommend import MAX_RECOMMENDATIONS, recommendations
-from regcli.diagnosis.render import fmt, render_markdown
+from regcli.diagnosis.render import fmt, render_markdown, train_error_label
 from regcli.diagnosis.verdict import (
     VERDICTS,
     focus,
@@ -115,7 +118,7 @@ def headline(verdict: str, ev: dict[str, Any]) -> str:
         return f"{label} — {ev['verdict_reason'].rstrip('.')}."
     bias = f"avoidable bias {_pm(ev['avoidable_bias'], ev['avoidable_bias_se'])}"
     gap = f"gap {_pm(ev['gap'], ev['gap_se'])}"
-    errors = f"clean train error {fmt(ev['train_error'])}, val error {fmt(ev['val_error'])}"
+    errors = f"{train_error_label(ev)} {fmt(ev['train_error'])}, val error {fmt(ev['val_error'])}"
     line = {
         "high_bias": f"the model underfits: {bias} is over its tolerance {fmt(ev['bias_tolerance'])} ({errors})",
         "high_variance": f"the model overfits: {gap} is over its tolerance {fmt(ev['gap_tolerance'])} ({errors})",

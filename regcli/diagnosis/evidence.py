@@ -79,6 +79,8 @@ def read_evidence(run: Run) -> dict[str, Any]:
     ev["gap_over_tolerance_since"] = _gap_over_tolerance_since(run, axis.epochs, run.th["gap_tolerance"])
     ev["first_epoch_gap"] = _first_epoch_gap(run)
     ev["n_epochs_recorded"], ev["last_epoch"] = axis.n, axis.last
+    if run.summary.get("history_source"):  # not a run directory's history.csv: a curves-only diagnosis
+        ev["history_source"] = run.summary["history_source"]
     return ev
 
 

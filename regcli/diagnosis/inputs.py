@@ -101,6 +101,20 @@ class Run:
     def hidden(self) -> list[int]:
         return [int(u) for u in (self.cfg("model.hidden") or [])]
 
+    @property
+    def builder(self) -> str | None:
+        """model.builder: the user's own model function, or None for regcli's models."""
+        value = self.cfg("model.builder")
+        return value if isinstance(value, str) else None
+
+    def passes(self, knob: str) -> bool:
+        """Whether `model.<knob>` reaches the model: always for regcli's own; for a builder only the
+        knobs its config.yaml lists (those passed to the function, the ones it accepts)."""
+        if self.builder is None:
+            return True
+        model = self.cfg("model")
+        return isinstance(model, Mapping) and knob in model
+
     def kernel_l2(self) -> float:
         """The largest kernel L2 factor anywhere in the model."""
         return self._largest_kernel_factor("l2")
@@ -132,12 +146,12 @@ class Run:
         if self.layers is not None:
             return [finite_float(la.get("rate")) or 0.0 for la in self.layers if la.get("type") in DROPOUT_LAYERS]
         rate = finite_float(self.cfg("model.dropout")) or 0.0
-        return [rate] if self.hidden and rate > 0 else []
+        return [rate] if (self.hidden or self.builder) and rate > 0 else []
 
     def uses_batchnorm(self) -> bool:
         if self.layers is not None:
             return any(la.get("type") == "batchnorm" for la in self.layers)
-        return bool(self.cfg("model.batchnorm", False)) and bool(self.hidden)
+        return bool(self.cfg("model.batchnorm", False)) and (bool(self.hidden) or self.builder is not None)
 
     def l2_before_batchnorm(self) -> bool:
         """Whether some L2-penalized kernel feeds a BatchNormalization (dropout/noise in between ignored)."""

@@ -71,14 +71,16 @@ def _still_improving(ev: dict[str, Any], verdict: str, last: Any) -> str:
 
 def _gap_opened(ev: dict[str, Any], verdict: str, curve: str, last: Any) -> str:
     opened, shipped = ev["gap_open_epoch"], ev.get("shipped_epoch")
+    # a CSVLogger file does not say which epoch's weights were kept: the one diagnosed is not "shipped"
+    kept = "diagnosed epoch" if ev.get("history_source") else "shipped epoch"
     rise = (
         f"{curve} bottomed out at epoch {opened} and rose {ev['val_rise_after_best_rel']:.0%} by epoch "
         f"{last} while the training loss kept falling"
     )
     caught = shipped is not None and shipped <= opened
     if verdict in OVERFIT_VERDICTS:
-        where = f"; the shipped epoch {shipped} precedes it, yet its gap is above tolerance" if caught else ""
+        where = f"; the {kept} {shipped} precedes it, yet its gap is above tolerance" if caught else ""
         return f"{rise}: overfitting from epoch {opened} on{where}."
     if caught:
-        return f"{rise}: overfitting after epoch {opened}, which the shipped epoch {shipped} precedes."
-    return f"{rise}; the shipped epoch {shipped} is past that, but its gap is still within tolerance."
+        return f"{rise}: overfitting after epoch {opened}, which the {kept} {shipped} precedes."
+    return f"{rise}; the {kept} {shipped} is past that, but its gap is still within tolerance."

@@ -37,7 +37,8 @@ def recommendations(run: Run, ev: dict[str, Any], verdict: str) -> list[Rec]:
     """The verdict's plan, steps that do not apply dropped, duplicates (same knob) kept once."""
     plan = PLANS.get(verdict, _not_learning)
     recs, seen = [], set()
-    for rec in plan(run, ev):
+    for step in plan(run, ev):
+        rec = _for_builder(run, step)
         if rec is None or (rec["knob"] is not None and (rec["knob"], str(rec["to"])) in seen):
             continue
         seen.add((rec["knob"], str(rec["to"])))
@@ -159,6 +160,19 @@ PLANS: dict[str, Callable[[Run, dict[str, Any]], list[Rec | None]]] = {
 # --------------------------------------------------------------------------- one knob each
 
 
+def _for_builder(run: Run, rec: Rec | None) -> Rec | None:
+    """A model knob that a `model.builder` function does not take is advice for its code, not a --set."""
+    knob = rec and rec["knob"]
+    if not knob or run.builder is None or not knob.startswith("model."):
+        return rec
+    key = knob.split(".")[1]
+    if key in ("builder_args", "task") or run.passes(key):
+        return rec
+    function = run.builder.rpartition(":")[2]
+    return _rec(None, None, None, f"{rec['text']} — in your builder's code: {function}() takes no `{key}` "
+                f"parameter (add one to let regcli turn it, or change the model by hand)")
+
+
 def _rec(knob: str | None, old: Any, new: Any, text: str) -> Rec:
     return {"knob": knob, "from": old, "to": new, "text": text}
 
@@ -229,11 +243,13 @@ def _lower_penalty(run: Run) -> Rec | None:
 def _raise_dropout(run: Run) -> Rec | None:
     if run.layers is not None:
         return _raise_layer_dropout(run)
-    if not run.hidden:
+    if not run.hidden and run.builder is None:
         return None
     rate = finite_float(run.cfg("model.dropout")) or 0.0
     if rate >= DROPOUT_MAX:
         return None
+    if rate == 0 and run.builder is not None:
+        return _rec("model.dropout", 0.0, DROPOUT_START, f"add dropout: set model.dropout from 0 to {DROPOUT_START}")
     if rate == 0:
         return _rec(
             "model.dropout",
@@ -305,6 +321,8 @@ def _widen(run: Run) -> Rec | None:
             f"widen the dense layers in model.layers: double their units (the widest from {units} to {2 * units})",
         )
     hidden = run.hidden
+    if not hidden and run.builder is not None:
+        return _rec("model.hidden", None, None, "give the model more capacity (wider or more layers)")
     if not hidden:
         return _rec("model.hidden", [], [64], "add a hidden block: set model.hidden from [] to [64]")
     new = [2 * u for u in hidden]

@@ -42,6 +42,19 @@ TABLE = (
 )
 
 
+def train_error_label(ev: Mapping[str, Any]) -> str:
+    """"clean train error", or "as-trained train error" where only the as-trained metric was recorded."""
+    as_trained = ev.get("train_error_source") == f"history.{ev.get('metric')}"
+    return "as-trained train error" if as_trained else "clean train error"
+
+
+def more_validation(ev: Mapping[str, Any]) -> tuple[str, str]:
+    """(what to raise, what to hold fixed) when the validation set is too small: regcli's keys, or a Keras log's."""
+    if ev.get("history_source"):
+        return "the validation split of model.fit", "the same validation split"
+    return "data.val_fraction", "a fixed data.split_seed"
+
+
 def fmt(x: Any) -> str:
     """Numbers as people write them: 1e-4, 0.2, 0.0351; None as n/a."""
     if x is None:

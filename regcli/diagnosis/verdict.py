@@ -16,7 +16,7 @@ from typing import Any
 from regcli import dotted
 from regcli.diagnosis.evidence import EPS
 from regcli.diagnosis.inputs import Run
-from regcli.diagnosis.render import fmt
+from regcli.diagnosis.render import fmt, more_validation, train_error_label
 from regcli.diagnosis.uncertainty import Side, clearly_larger
 from regcli.values import finite_float
 
@@ -89,7 +89,7 @@ def verdict_reason(verdict: str, ev: dict[str, Any]) -> str:
         )
     bias, gap = sides(ev)
     bias_part = (
-        f"avoidable bias {_pm(ev['avoidable_bias'], ev.get('avoidable_bias_se'))} (clean train error "
+        f"avoidable bias {_pm(ev['avoidable_bias'], ev.get('avoidable_bias_se'))} ({train_error_label(ev)} "
         f"{fmt(ev['train_error'])} − target {fmt(ev['target_error'])}) vs tolerance {fmt(ev['bias_tolerance'])}"
     )
     gap_part = (
@@ -128,9 +128,10 @@ def resolution_note(ev: dict[str, Any]) -> str | None:
         return None
     need = ev.get("n_val_to_resolve_gap_tolerance")
     rows = f" (about {need:,} validation rows would resolve it)" if need else ""
+    more, fixed = more_validation(ev)
     return (
         f"With n_val = {ev.get('n_val')}, the gap is known only to ± {fmt(gap.resolution)}, coarser than "
         f"gap_tolerance {fmt(ev['gap_tolerance'])}: a gap that small cannot be told from noise. Raise "
-        f"data.val_fraction{rows}, or compare configurations over several seeds with a fixed data.split_seed."
+        f"{more}{rows}, or compare configurations over several seeds with {fixed}."
     )
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from regcli.diagnosis.inputs import Run
-from regcli.diagnosis.render import fmt
+from regcli.diagnosis.render import fmt, more_validation
 from regcli.values import finite_float
 
 EARLY_BEST_EPOCHS = 2  # best within 2 epochs of the first monitored one: stopped on warm-up noise
@@ -158,11 +158,12 @@ def _gap_within_noise(run: Run, ev: dict[str, Any], verdict: str) -> WarningEntr
         return None
     need = ev.get("n_val_to_resolve_gap_tolerance")
     rows = f" (about {need:,} rows would resolve {fmt(tol)})" if need else ""
+    more, fixed = more_validation(ev)
     return _warn(
         "gap_within_noise",
         f"The gap {fmt(gap)} is over gap_tolerance {fmt(tol)}, but with n_val = {ev['n_val']} it is known only to "
         f"± {fmt(2 * se)}, so the verdict does not count it as high variance. Before trusting that, raise "
-        f"data.val_fraction{rows} or compare over several seeds with a fixed data.split_seed.",
+        f"{more}{rows} or compare over several seeds with {fixed}.",
     )
 
 

@@ -28,6 +28,7 @@ import yaml
 from pydantic import ValidationError
 
 from regcli.errors import SpecError
+from regcli.spec.builders import unset_knobs
 from regcli.spec.checks import SHORTHAND_KNOBS, spec_warnings
 from regcli.spec.fields import BUILTIN_SOURCES, BUILTIN_TASKS, LAYER_TYPES, MAX_SEED, PATH_KEYS, SOURCE_PARAMS
 from regcli.spec.models import (
@@ -173,12 +174,19 @@ def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
     """The spec as plain JSON/YAML-able data with every default filled in.
 
     With explicit `model.layers`, the shorthand keys (`hidden`, `l2`, `dropout`, ...) are
-    left out: they do not apply, and showing their defaults would read as if they did.
+    left out: they do not apply, and showing their defaults would read as if they did. With
+    `model.builder`, only the knobs passed to the function are kept (and without one, the
+    `builder` keys are left out: the resolved spec of an MLP reads as before).
     """
     data = spec.model_dump(mode="python")
     if spec.model.layers is not None:
         for key in ("hidden", *SHORTHAND_KNOBS):
             data["model"].pop(key, None)
+    for key in unset_knobs(spec):  # a builder's knobs: only those passed to its function
+        data["model"].pop(key, None)
+    if spec.model.builder is None:
+        data["model"].pop("builder", None)
+        data["model"].pop("builder_args", None)
     return data
 
 

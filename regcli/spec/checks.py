@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError
 
+from regcli.spec.builders import check_builder
 from regcli.spec.fields import (
     BUILTIN_SOURCES,
     BUILTIN_TASKS,
@@ -97,9 +98,9 @@ def check_generated_size(source: str | None, params: Mapping[str, Any]) -> list[
     return [
         Problem(
             "",
-            f"n_samples x n_features = {rows:,} x {features:,} would generate a {_bytes_text(need)} feature matrix "
+            f"n_samples x n_features = {rows:,} x {features:,} would generate a {bytes_text(need)} feature matrix "
             f"(rows x features x 8-byte floats, before splitting); regcli generates at most "
-            f"{_bytes_text(MAX_GENERATED_BYTES)}.",
+            f"{bytes_text(MAX_GENERATED_BYTES)}.",
             dict(params),
             f"Lower n_samples or n_features, e.g. n_features: {max(1, MAX_GENERATED_BYTES // (8 * rows)):,} "
             f"with {rows:,} rows.",
@@ -107,7 +108,7 @@ def check_generated_size(source: str | None, params: Mapping[str, Any]) -> list[
     ]
 
 
-def _bytes_text(n: int) -> str:
+def bytes_text(n: int) -> str:
     """1.5 GiB, 74.5 GiB, 512.0 MiB: sizes the way numpy's MemoryError reports them."""
     for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= size:
@@ -165,7 +166,8 @@ def check_source_xor_path(spec: ExperimentSpec) -> list[Problem]:
 def check_target(spec: ExperimentSpec) -> list[Problem]:
     """data.target is required for .csv/.parquet files and meaningless otherwise."""
     data = spec.data
-    tabular = data.path is not None and Path(data.path).suffix.lower() in TABULAR_SUFFIXES
+    folder = data.path is not None and Path(data.path).is_dir()
+    tabular = data.path is not None and not folder and Path(data.path).suffix.lower() in TABULAR_SUFFIXES
     if tabular and data.target is None:
         return [
             Problem(
@@ -178,6 +180,8 @@ def check_target(spec: ExperimentSpec) -> list[Problem]:
         what = (
             f"data.source {data.source} brings its own labels"
             if data.source
+            else "an image folder's labels are its class subfolder names"
+            if folder
             else ".npz files hold arrays X and y"
         )
         return [
@@ -189,6 +193,39 @@ def check_target(spec: ExperimentSpec) -> list[Problem]:
             )
         ]
     return []
+
+
+def check_image_folder(spec: ExperimentSpec) -> list[Problem]:
+    """data.image_size is required for an image folder (data.path a directory) and refused elsewhere."""
+    data = spec.data
+    if data.path is None and data.source is None:
+        return []  # check_source_xor_path reports it
+    folder = data.path is not None and Path(data.path).is_dir()
+    if folder and data.image_size is None:
+        return [
+            Problem(
+                "data.image_size",
+                "is required for an image folder (data.path is a directory): every image is resized to this "
+                "[height, width].",
+                fix="For example: image_size: [32, 32].",
+            )
+        ]
+    if folder:
+        return []
+    # color_mode is filled in (rgb) whenever image_size is given: name only the key the user wrote.
+    key = "image_size" if data.image_size is not None else "color_mode"
+    value = getattr(data, key)
+    if value is None:
+        return []
+    used = f"data.source {data.source}" if data.source else f"the file {Path(str(data.path)).name}"
+    return [
+        Problem(
+            f"data.{key}",
+            f"applies only to an image folder (data.path a directory of class subfolders), not to {used}.",
+            value,
+            f"Remove data.{key}.",
+        )
+    ]
 
 
 def check_fractions(spec: ExperimentSpec) -> list[Problem]:
@@ -364,8 +401,10 @@ def spec_warnings(spec: ExperimentSpec) -> list[str]:
 
 
 CROSS_CHECKS = (
+    check_builder,
     check_source_xor_path,
     check_target,
+    check_image_folder,
     check_fractions,
     check_hidden_xor_layers,
     check_shorthand_knobs,

@@ -45,6 +45,7 @@ MAX_N_CLASSES = 1_000
 # 74.5 GiB matrix. 2 GiB of float64 (10**6 x 268) is far beyond any regularization experiment.
 MAX_GENERATED_BYTES = 2 * 1024**3
 GENERATED_DEFAULT_SHAPE = {"n_samples": 1000, "n_features": 20}  # data.GENERATOR_DEFAULTS (moons: 2 features)
+MAX_IMAGE_SIDE = 4_096  # data.image_size: one 4096 x 4096 rgb image is already 192 MiB of float32
 MAX_NAME_CHARS = 100  # run directory names stay well below every file system's limit
 
 # The choices of a field are written once, as the Literal pydantic checks; the tuples are
@@ -88,6 +89,9 @@ BUILTIN_TASKS: dict[str, str | None] = {
 }
 FILE_SUFFIXES = (".csv", ".parquet", ".npz")
 TABULAR_SUFFIXES = (".csv", ".parquet")  # files that need data.target
+# The image files of an image folder: keras.utils.image_dataset_from_directory's formats.
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+COLOR_CHANNELS = {"rgb": 3, "grayscale": 1}  # data.color_mode -> channels per pixel
 LAYER_TYPES = (
     "dense",
     "batchnorm",
@@ -283,6 +287,22 @@ def _size(value: Any) -> Any:
 
 
 Size = Annotated[int | list[int], BeforeValidator(_size)]
+
+
+def _image_size(value: Any) -> Any:
+    """data.image_size: a pair [height, width] of integers in [1, MAX_IMAGE_SIDE]."""
+    side = Range(lo=1, hi=MAX_IMAGE_SIDE, integer=True)
+    expected = f"must be a pair [height, width] of integers in [1, {MAX_IMAGE_SIDE}]."
+    fix = "Every image is resized to it, e.g. image_size: [32, 32]."
+    if not isinstance(value, list) or len(value) != 2:
+        fail(Problem("", expected, value, fix))
+    try:
+        return [side(v) for v in value]
+    except PydanticCustomError:
+        fail(Problem("", expected, value, fix))
+
+
+ImageSize = Annotated[list[int], BeforeValidator(_image_size)]
 
 
 def bounded_list(max_len: int, example: str) -> BeforeValidator:

@@ -9,6 +9,7 @@ the `Field(description=...)` texts are the reference `regcli schema` prints.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from regcli.spec.builders import fill_function_defaults, resolve_ref
 from regcli.spec.checks import CROSS_CHECKS, checked_params
 from regcli.spec.fields import (
     ACTIVATIONS,
@@ -27,6 +29,7 @@ from regcli.spec.fields import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_HIDDEN_LAYERS,
+    MAX_IMAGE_SIDE,
     MAX_LAYERS,
     MAX_LEARNING_RATE,
     MAX_NAME_CHARS,
@@ -36,6 +39,7 @@ from regcli.spec.fields import (
     NAME_RE,
     Activation,
     Finite,
+    ImageSize,
     Monitor,
     NonNegative,
     PathStr,
@@ -88,7 +92,8 @@ class DataSpec(Strict):
     """Where the rows come from and how they are split, scaled and perturbed.
 
     Exactly one of `source` (a built-in data set) and `path` (a .csv, .parquet or .npz
-    file) is given. Fractions are of the whole data set; the test split is held out.
+    file, or a folder of class subfolders of images with `image_size`) is given. Fractions
+    are of the whole data set; the test split is held out.
     """
 
     source: Source | None = Field(
@@ -96,8 +101,20 @@ class DataSpec(Strict):
     )
     path: PathStr | None = Field(
         None,
-        description="A .csv, .parquet or .npz file (arrays X, y); relative paths are resolved against the "
+        description="A .csv, .parquet or .npz file (arrays X, y), or a folder of class subfolders of images "
+        "(images/cat/*.png, images/dog/*.png; needs image_size); relative paths are resolved against the "
         "spec file's directory and stored absolute. Defaults to `None`.",
+    )
+    image_size: ImageSize | None = Field(
+        None,
+        description="Image folders only, and required there: every image is resized to this [height, width], "
+        f"two integers in [1, {MAX_IMAGE_SIDE}] (bilinear, aspect ratio not kept), and its pixels scaled to "
+        "[0, 1]. Defaults to `None`.",
+    )
+    color_mode: Literal["rgb", "grayscale"] | None = Field(
+        None,
+        description="Image folders only: rgb (3 channels; filled in when image_size is given) or grayscale "
+        "(1 channel). Defaults to `None`.",
     )
     impute: Literal["none", "mean", "median", "most_frequent"] = Field(
         "none",
@@ -134,7 +151,9 @@ class DataSpec(Strict):
         True, description="Stratify the splits by class (classification only). Defaults to `True`."
     )
     standardize: bool = Field(
-        True, description="Standardize features, fitted on the training split only. Defaults to `True`."
+        True,
+        description="Standardize features, fitted on the training split only: per feature, or per color "
+        "channel for an image folder. Defaults to `True`.",
     )
     train_fraction: Annotated[
         float, ranged(lo=0, hi=1, lo_open=True, fix="Use 1.0 to keep the whole training split.")
@@ -150,13 +169,26 @@ class DataSpec(Strict):
         None, description="Covariate shift applied to validation/test features. Defaults to `None`."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_color_mode(cls, data: Any) -> Any:
+        """color_mode defaults to rgb for an image folder (image_size given), and stays null otherwise."""
+        if isinstance(data, dict) and data.get("image_size") is not None and data.get("color_mode") is None:
+            return {**data, "color_mode": "rgb"}
+        return data
+
     @field_validator("path")
     @classmethod
     def _path_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """data.path has a known suffix and exists; stored as an absolute path."""
+        """data.path is an existing folder (of images) or a file with a known suffix; stored absolute."""
         if value is None:
             return None
         path, base = resolve_path(value, info)
+        if path.is_dir():  # an image folder: its classes and files are the data's to check (regcli.data.images)
+            return str(path)
+        if not path.suffix and not path.exists():
+            fail(Problem("", f"folder not found: {path}.", value,
+                         f"Relative paths are resolved against the spec file's directory ({base})."))
         if path.suffix.lower() not in FILE_SUFFIXES:
             fail(Problem("", "must be a .csv, .parquet or .npz file.", value))
         if not path.exists():
@@ -168,8 +200,6 @@ class DataSpec(Strict):
                     f"Relative paths are resolved against the spec file's directory ({base}).",
                 )
             )
-        if path.is_dir():
-            fail(Problem("", f"is a directory ({path}); expected a data file.", value))
         return str(path)
 
     @field_validator("params", mode="before")
@@ -238,6 +268,19 @@ class ModelSpec(Strict):
     layers: Annotated[list[LayerSpec], bounded_list(MAX_LAYERS, "[{type: dense, units: 64}]")] | None = (
         Field(None, description="Explicit layers (instead of `hidden`). Defaults to `None`.")
     )
+    builder: Annotated[str, matching_string(re.compile(r".{1,4096}", re.S), "a builder reference")] | None = Field(
+        None,
+        description="Your own model function instead of hidden/layers: 'path/to/models.py:build' (relative to "
+        "the spec's directory) or 'package.module:build'. It is called with the model knobs it accepts (l2, "
+        "dropout, ...), model.builder_args, and input_shape, n_outputs, task, and returns an uncompiled "
+        "keras.Model. This runs your own code: train, sweep, tune and test import it (validate only reads it). "
+        "Defaults to `None`.",
+    )
+    builder_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More keyword arguments of model.builder's function (its own knobs, e.g. {width: 64}); "
+        "sweepable as model.builder_args.width. Defaults to `{}`.",
+    )
     init_from: PathStr | None = Field(
         None, description="A run directory whose shipped weights initialise the model. Defaults to `None`."
     )
@@ -247,11 +290,28 @@ class ModelSpec(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_hidden(cls, data: Any) -> Any:
-        """hidden defaults to [256, 128] only when layers is not given."""
+    def _default_hidden(cls, data: Any, info: ValidationInfo) -> Any:
+        """hidden defaults to [256, 128] only when neither layers nor a builder is given; a builder's
+        knobs left out default to the function's own (literal) defaults."""
+        if isinstance(data, dict) and data.get("builder") is not None:
+            base = Path((info.context or {}).get("base_dir") or Path.cwd()).absolute()
+            return fill_function_defaults(data, base)
         if isinstance(data, dict) and data.get("hidden") is None and data.get("layers") is None:
             return {**data, "hidden": list(DEFAULT_HIDDEN)}
         return data
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """model.builder names a .py file (stored absolute) or a module, and a top-level function in it: read, not run."""
+        if value is None:
+            return None
+        _, base = resolve_path(".", info)
+        try:
+            return resolve_ref(value, base)
+        except ValueError as exc:
+            fail(Problem("", f"{exc}.", value, "Write it as 'models.py:build' (a file beside the spec) or "
+                         "'package.module:build', naming a top-level def."))
 
     @field_validator("init_from")
     @classmethod

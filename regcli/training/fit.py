@@ -127,9 +127,10 @@ def prepare_model(spec: Any, ds: Any, *, init_model_path: str | None = None,
         task=ds.task,
         n_classes=ds.n_classes,
         image_shape=ds.image_shape,
+        input_shape=tuple(ds.x_train.shape[1:]),
     )
     if init_model_path and resume is None:
-        load_init_weights(model, init_model_path)
+        load_init_weights(model, init_model_path, builder=spec.model.builder)
     return PreparedModel(model, apply_freeze(model, list(spec.model.freeze)))
 
 def train(
@@ -287,9 +288,9 @@ def save_model(model: keras.Model, path) -> None:
             tmp.unlink()
 
 
-def load_shipped_model(path) -> keras.Model:
-    """Loads a run's shipped model: regcli's own layers only, then `safe_mode=True`."""
+def load_shipped_model(path, builder: str | None = None) -> keras.Model:
+    """Loads a run's shipped model: regcli's own layers only (or the `builder`'s registered ones), then `safe_mode=True`."""
     from regcli.modelfile import check_model_file
 
-    check_model_file(path)
+    check_model_file(path, builder)
     return keras.saving.load_model(path, safe_mode=True, compile=True)

@@ -23,10 +23,11 @@ def pack_key(spec_dict: dict[str, Any]) -> str | None:
     """A key equal for specs that can share one packed model; None when a spec can't be packed.
 
     Same data, seed (the split, the batch order), backend, device and training settings but
-    early stopping. Fine-tuning runs (`init_from`, `freeze`) are trained alone.
+    early stopping. Fine-tuning runs (`init_from`, `freeze`) and `model.builder` models (the
+    user's own architecture, not regcli's towers) are trained alone.
     """
     model = spec_dict.get("model", {})
-    if model.get("init_from") or model.get("freeze"):
+    if model.get("init_from") or model.get("freeze") or model.get("builder"):
         return None
     shared = {k: v for k, v in spec_dict.items() if k not in PER_TOWER_KEYS}
     shared["training"] = {k: v for k, v in spec_dict["training"].items() if k not in PER_TOWER_TRAINING_KEYS}
