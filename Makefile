@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/advice.py --write
 	$(BIN)/python benchmarks/tune.py
+	$(BIN)/python benchmarks/recorder.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
