@@ -100,8 +100,8 @@ def test_every_bash_block_of_the_readme_runs_as_written(tmp_path):
     for sweep in ("sweep-l2-dropout-*", "learning-curve-*"):
         (sweep_dir,) = runs.glob(sweep)
         assert (sweep_dir / "best.json").is_file(), sweep_dir
-    # Bring your own model: a builder run and a RunRecorder run, both completed, and the CSVLogger file diagnosed.
-    for name in ("byom-builder-*", "mine-*"):
+    # Bring your own model: a builder, a RunRecorder and an image-folder run completed; the CSVLogger file diagnosed.
+    for name in ("byom-builder-*", "mine-*", "images-*"):
         (run_dir,) = runs.glob(name)
         assert json.loads((run_dir / "status.json").read_text())["state"] == "completed", run_dir
     assert "history.csv: " in "".join(outputs)
