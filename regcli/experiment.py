@@ -125,7 +125,7 @@ def _prepare(spec: Any, smoke: bool) -> Any:
     if smoke:
         ds = smoke_limit(ds, SMOKE_TRAIN_ROWS)
     check_compatible(spec, ds.task)
-    backend.select(spec.backend, spec.device)
+    backend.select(spec.backend, spec.device, tensorflow_needed=spec.tracking.tensorboard)
     backend.import_keras_quietly()
     if spec.device == "gpu" and not backend.visible_gpus():
         raise BadInputError(f"device: gpu was asked for, but the {spec.backend} backend sees no GPU. Use device: auto or cpu.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,13 @@ def test_common_backend_is_shared_by_every_trial_or_none():
     assert common_backend([tf, pack]) == ("tensorflow", "cpu")
     assert common_backend([tf, {"spec": {"backend": "jax", "device": "cpu"}}]) is None
     assert common_backend([tf, {"spec": {"backend": "tensorflow", "device": "gpu"}}]) is None
+    # A JAX trial writing TensorBoard files (with tf.summary) selects its backend itself: preloaded
+    # JAX workers keep TensorFlow out.
+    jax_tb = {"spec": {"backend": "jax", "device": "cpu", "tracking": {"tensorboard": True}}}
+    assert common_backend([jax_tb]) is None
+    assert common_backend([{"spec": {"backend": "jax", "device": "cpu"}}]) == ("jax", "cpu")
+    assert common_backend([{"spec": {"backend": "tensorflow", "device": "cpu", "tracking": {"tensorboard": True}}}]) \
+        == ("tensorflow", "cpu")
 
 
 def test_a_preloaded_worker_has_keras_on_its_backend_before_any_task():
@@ -158,3 +166,44 @@ def test_a_kept_open_executor_serves_the_next_batch_with_the_same_worker(tmp_pat
     assert executor._workers == []
     worker.process.join(timeout=30)
     assert not worker.process.is_alive()
+
+
+TRAIN_AND_REPORT = """
+import sys
+from regcli.cli import main
+sys.argv = ["regcli", "train", sys.argv[1], "--out", sys.argv[2], "--quiet"]
+try:
+    main()
+except SystemExit as exc:
+    print("exit", exc.code)
+import keras
+print("loaded", keras.backend.backend(), sys.modules.get("tensorflow") is not None)
+"""
+
+
+@pytest.mark.slow
+def test_a_jax_run_and_a_jax_sweep_never_import_tensorflow(tmp_path):
+    """keras.utils.set_random_seed imports TensorFlow whenever it is installed (only to seed it): in
+    regcli's own processes a JAX run keeps it out, in the command's process and in the sweep's workers."""
+    import os
+
+    pytest.importorskip("jax")
+    env = {**{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}, "JAX_PLATFORMS": "cpu"}
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "backend": "jax"}))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "name": "jx",
+                                                         "params": {"model.l2": [0.0, 1.0e-3]}, "seeds": [0]}))
+    train = subprocess.run([sys.executable, "-c", TRAIN_AND_REPORT, str(tmp_path / "base.yaml"), str(tmp_path / "runs")],
+                           capture_output=True, text=True, cwd=root, env=env, timeout=600)
+    assert train.stdout.split("\n")[-3:-1] == ["exit 0", "loaded jax False"], train.stdout + train.stderr[-3000:]
+    # The workers inherit PYTHONPROFILEIMPORTTIME: their imports are listed on stderr (regcli.training.packed
+    # is imported by a worker's preload only), and none is TensorFlow's.
+    sweep = subprocess.run([sys.executable, "-m", "regcli", "sweep", str(tmp_path / "sweep.yaml"), "--quiet",
+                            "--out", str(tmp_path / "runs")], capture_output=True, text=True, cwd=root,
+                           env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    modules = {line.split("|")[-1].strip() for line in sweep.stderr.splitlines() if line.startswith("import time:")}
+    assert "regcli.training.packed" in modules
+    assert not {m for m in modules if m.split(".")[0] == "tensorflow"}
+    states = [json.loads(p.read_text())["state"] for p in (tmp_path / "runs").glob("**/status.json")]
+    assert states == ["completed"] * 3  # the run and the sweep's two trials

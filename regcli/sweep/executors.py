@@ -66,13 +66,18 @@ OnDone = Callable[[dict[str, Any]], None]
 
 
 def common_backend(tasks: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
-    """`(backend, device)` when every trial of `tasks` asks for the same ones, else None."""
-    seen = {
-        (spec.get("backend", "tensorflow"), spec.get("device", "auto"))
-        for task in tasks
-        for spec in task.get("specs", [task.get("spec", {})])
-    }
-    return seen.pop() if len(seen) == 1 else None
+    """`(backend, device)` when every trial of `tasks` asks for the same ones, else None.
+
+    None too when a trial on another backend than TensorFlow writes TensorBoard files: a
+    preloaded JAX worker keeps TensorFlow out (`backend.select`), so such trials select their
+    backend themselves.
+    """
+    specs = [spec for task in tasks for spec in task.get("specs", [task.get("spec", {})])]
+    seen = {(spec.get("backend", "tensorflow"), spec.get("device", "auto")) for spec in specs}
+    tensorboard = any((spec.get("tracking") or {}).get("tensorboard") for spec in specs)
+    if len(seen) != 1 or (tensorboard and next(iter(seen))[0] != "tensorflow"):
+        return None
+    return seen.pop()
 
 
 def died(task: dict[str, Any], why: str, state: str = "failed") -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _apply_tensorflow_threads() -> None:
     sixth on TensorFlow warns about "retracing", which is expected here and only noise.
     """
     threads = os.environ.get("REGCLI_TRIAL_THREADS")
-    if "tensorflow" not in sys.modules:
+    if sys.modules.get("tensorflow") is None:  # not imported, or kept out of a JAX worker
         return
     import logging
 
@@ -82,7 +82,7 @@ def _select_backend(spec: Any) -> None:
     from regcli.training import backend
 
     _before_backend_import(spec.backend)
-    backend.select(spec.backend, spec.device)
+    backend.select(spec.backend, spec.device, tensorflow_needed=spec.tracking.tensorboard)
     backend.import_keras_quietly()
     _apply_tensorflow_threads()
 

@@ -18,8 +18,13 @@ _MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 OWN_PROCESS = False
 
 
-def select(backend: str, device: str) -> None:
+def select(backend: str, device: str, tensorflow_needed: bool = False) -> None:
     """Sets KERAS_BACKEND (and hides GPUs for `device: cpu`) for this process.
+
+    In regcli's own processes (`OWN_PROCESS`) a JAX (or torch) run keeps TensorFlow out unless
+    `tensorflow_needed` (TensorBoard event files are written with `tf.summary`):
+    `keras.utils.set_random_seed` imports TensorFlow whenever it is installed, only to seed
+    it, which cost a JAX run ~5 s and TensorFlow's C++ start-up logs on stderr.
 
     Raises BadInputError when the backend's package is not installed, or when Keras was
     already imported with another backend in this process.
@@ -45,6 +50,8 @@ def select(backend: str, device: str) -> None:
         # import measured here), and nothing in a TensorFlow process uses it: with None in sys.modules,
         # `import jax` fails at once (they catch that).
         sys.modules["jax"] = None
+    if OWN_PROCESS and backend != "tensorflow" and not tensorflow_needed and "tensorflow" not in sys.modules:
+        sys.modules["tensorflow"] = None  # `import tensorflow` now fails at once; Keras then skips it
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) is noise for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
