@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import yaml
@@ -37,3 +38,14 @@ class InProcessExecutor:
 
     def close(self) -> None:
         """Nothing kept open."""
+
+
+def wait_for(condition, timeout, what, poll=0.2):
+    """The first truthy value of `condition()` within `timeout` seconds; AssertionError naming `what` after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

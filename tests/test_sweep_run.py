@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import helpers
 import pandas as pd
 import pytest
 import yaml
+from helpers import wait_for
 
 from regcli import rundir
 from regcli.sweep import store
@@ -72,16 +72,6 @@ def states(sweep_dir):
     if not trials.is_dir():
         return {}
     return {p.name: store.trial_state(sweep_dir, p.name) for p in sorted(trials.iterdir())}
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def only_sweep_dir(out):

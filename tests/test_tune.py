@@ -14,12 +14,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import InProcessExecutor, flat
+from helpers import InProcessExecutor, flat, wait_for
 from typer.testing import CliRunner
 
 from regcli.cli import app
@@ -416,16 +415,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _wait_for(predicate, what: str, deadline_s: float):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-
-
 @pytest.mark.slow
 def test_a_killed_tune_resumes_without_retraining_finished_trials(tmp_path, in_process):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
@@ -438,7 +427,7 @@ def test_a_killed_tune_resumes_without_retraining_finished_trials(tmp_path, in_p
         return [p for p in out.glob("*/trials/*/status.json") if json.loads(p.read_text() or "{}").get("state") == "completed"]
 
     try:
-        _wait_for(lambda: completed() or proc.poll() is not None, "a completed trial", 120)
+        wait_for(lambda: completed() or proc.poll() is not None, 120, "a completed trial", poll=0.05)
         assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
         workers = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
@@ -446,7 +435,7 @@ def test_a_killed_tune_resumes_without_retraining_finished_trials(tmp_path, in_p
     finally:
         if proc.poll() is None:
             proc.kill()
-    _wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), "the orphaned worker to exit", 30)
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 30, "the orphaned worker to exit", poll=0.05)
     finished = {p.parent.name: json.loads(p.read_text())["started"] for p in completed()}
     assert 1 <= len(finished) < 6  # killed mid-way: some trials done, the rest left to the resume
     (tune_dir,) = out.glob("tiny-tune-*")
