@@ -207,3 +207,24 @@ def test_a_jax_run_and_a_jax_sweep_never_import_tensorflow(tmp_path):
     assert not {m for m in modules if m.split(".")[0] == "tensorflow"}
     states = [json.loads(p.read_text())["state"] for p in (tmp_path / "runs").glob("**/status.json")]
     assert states == ["completed"] * 3  # the run and the sweep's two trials
+
+
+def test_the_worker_launcher_starts_python_with_ctrl_c_ignored_and_falls_back_when_it_cannot_be_written(
+    tmp_path, monkeypatch
+):
+    """The terminal's Ctrl-C must not kill a worker whose interpreter is still starting (it would print
+    "Fatal Python error: init_import_site"): workers start through a launcher that ignores SIGINT."""
+    from regcli.sweep.launch import launcher
+
+    monkeypatch.setenv("REGCLI_CACHE_DIR", str(tmp_path / "cache"))
+    path = launcher()
+    assert path is not None and path.parent == tmp_path / "cache" / "bin"
+    probe = "import signal, sys; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, sys.executable)"
+    result = subprocess.run([str(path), "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", sys.executable], result.stderr
+    assert launcher() == path  # reused, not rewritten
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("REGCLI_CACHE_DIR", str(blocked))
+    assert launcher() is None  # cannot be written: LocalExecutor starts python itself
+    assert not list(tmp_path.glob("a-file*/**"))

@@ -38,6 +38,7 @@ from typing import Any
 
 from regcli import interrupt
 from regcli.errors import BadInputError, RunFailedError
+from regcli.sweep.launch import ignoring_sigint, launcher
 from regcli.sweep.worker import (
     PACK_RECYCLE_COST,
     configure_threads,
@@ -109,6 +110,11 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
+def _until_deferred(signum, frame) -> None:
+    """A worker's SIGINT handler around its trial's `interrupt.deferred()` (which SIG_IGN would turn
+    off): a Ctrl-C or nudge in the instants before or after it is dropped; the sweep nudges again."""
+
+
 def _worker_main(
     conn: Connection, threads: int, max_trials: int, parent: int, backend: tuple[str, str] | None = None
 ) -> None:
@@ -136,7 +142,7 @@ def _worker_main(
             break
         # Ctrl-C (the terminal's, or the sweep's nudge) takes effect at the trial's next safe point:
         # never a second, immediate one, which could land inside TensorFlow (see regcli.interrupt).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _until_deferred)
         try:
             with interrupt.deferred(escalate=False):
                 result = run_task(task)
@@ -179,6 +185,7 @@ class LocalExecutor:
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._backend: tuple[str, str] | None = None
+        self._launcher = launcher()  # workers start with Ctrl-C ignored (regcli.sweep.launch)
 
     def describe(self) -> str:
         return f"local, {self.jobs} worker(s) x {self.threads} thread(s)"
@@ -191,7 +198,14 @@ class LocalExecutor:
             name="regcli-sweep-worker",
             daemon=True,
         )
-        process.start()
+        try:
+            with ignoring_sigint(self._launcher):
+                process.start()
+        except OSError:
+            if self._launcher is None:
+                raise
+            self._launcher = None  # the launcher cannot run here (e.g. a noexec cache): start python itself
+            return self._spawn()
         child_conn.close()
         worker = _Worker(process, parent_conn)
         self._workers.append(worker)
@@ -292,17 +306,19 @@ class LocalExecutor:
 
     def _interrupt(self, on_done: OnDone) -> None:
         """Ctrl-C: running trials record `interrupted` themselves (the terminal's SIGINT reaches the
-        workers too; a worker that did not get it is sent one), then the workers are stopped."""
+        workers too), then the workers are stopped. A worker that did not get it, or that was still
+        starting (SIGINT ignored until its trial begins: see `regcli.sweep.launch`), is sent one
+        every 2 s; inside a trial, the first one stops it at the next safe point."""
         started = time.monotonic()
-        nudged = False
+        nudged = started
         try:
             while any(w.task for w in self._workers) and time.monotonic() < started + INTERRUPT_GRACE_S:
-                if not nudged and time.monotonic() > started + 2.0:
+                if time.monotonic() > nudged + 2.0:
                     for worker in self._workers:
                         if worker.task is not None and worker.process.pid:
                             with contextlib.suppress(OSError):
                                 os.kill(worker.process.pid, signal.SIGINT)
-                    nudged = True
+                    nudged = time.monotonic()
                 self._collect(on_done, timeout=0.5)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop now
