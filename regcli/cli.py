@@ -260,9 +260,10 @@ def sweep(
         Path | None, typer.Argument(help="The sweep spec (YAML). Optional with --resume, which uses the stored sweep.yaml.")
     ] = None,
     jobs: Annotated[
-        int | None,
-        typer.Option(help="Trials trained at once: local worker processes sharing the cores (default 1); with "
-        "--executor ray, at most this many in flight (default: as many as the cluster's CPUs take)."),
+        str | None,
+        typer.Option(help="Trials trained at once: N local worker processes sharing the cores, or auto (the "
+        "default: chosen from the cores, the trials and their packs, and shown in the progress display); with "
+        "--executor ray, at most N in flight (auto: as many as the cluster's CPUs take)."),
     ] = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local (worker processes) or ray (a Ray cluster).")] = "local",
     address: Annotated[
@@ -288,15 +289,17 @@ def sweep(
     from rich.markup import escape
 
     from regcli.sweep.console import leaderboard_table, sweep_progress
+    from regcli.sweep.jobs import parse_jobs
     from regcli.sweep.run import prepare_sweep, run_sweep
 
     def warn(text: str) -> None:
         stderr().print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
     with errors():
-        plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address, jobs=jobs,
-                            pack=not no_pack)
-        for warning in [*plan.warnings, jobs_note(jobs, executor, len(plan.sweep.trials))]:
+        jobs_given = parse_jobs(jobs)
+        plan = prepare_sweep(config, resume=resume, out=out, smoke=smoke, executor=executor, address=address,
+                             jobs=jobs_given, pack=not no_pack)
+        for warning in [*plan.warnings, jobs_note(jobs_given, executor, len(plan.sweep.trials))]:
             if warning:
                 warn(warning)
         with sweep_progress(stderr(), quiet=quiet) as progress:

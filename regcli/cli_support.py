@@ -107,9 +107,9 @@ def check_name(name: str | None) -> None:
         check_run_name(name, "--name")
 
 
-def jobs_note(jobs: int | None, executor: str, n_trials: int) -> str | None:
-    """One line when --jobs asks for more local workers than there are trials or CPU cores."""
-    if jobs is None or executor != "local":
+def jobs_note(jobs: int | str | None, executor: str, n_trials: int) -> str | None:
+    """One line when --jobs N asks for more local workers than there are trials or CPU cores."""
+    if not isinstance(jobs, int) or executor != "local":
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = min(jobs, max(1, n_trials))

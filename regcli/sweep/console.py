@@ -34,6 +34,8 @@ class _RichProgress(TrialProgress):
         self.states: dict[str, int] = {}
 
     def begin(self, total: int, done: int, what: str) -> None:
+        # Above the bar, and kept: how the trials run (the workers `--jobs auto` chose, the packs).
+        self.progress.console.print(what, highlight=False, markup=False, soft_wrap=True)
         self.task = self.progress.add_task("trials", total=total, completed=done, info=what)
 
     def _info(self, last: str = "") -> str:

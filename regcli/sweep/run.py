@@ -27,6 +27,7 @@ from regcli.sweep import store
 from regcli.sweep.console import TrialProgress
 from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
 from regcli.sweep.expand import FRACTION_KNOB
+from regcli.sweep.jobs import AUTO, JobsChoice, available_memory, choose_workers
 from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
 from regcli.sweep.worker import threads_per_worker
 from regcli.training.packs import group_packs, pack_key
@@ -38,7 +39,7 @@ class SweepPlan:
 
     sweep: Sweep
     executor: str = "local"
-    jobs: int | None = None
+    jobs: int | str | None = None  # None or "auto": chosen from the cores and the trials (regcli.sweep.jobs)
     address: str | None = None
     out: Path = Path("runs")
     resume: Path | None = None
@@ -78,7 +79,7 @@ def prepare_sweep(
     smoke: bool = False,
     executor: str = "local",
     address: str | None = None,
-    jobs: int | None = None,
+    jobs: int | str | None = None,
     pack: bool = True,
 ) -> SweepPlan:
     """Validates the sweep spec (or the directory to resume) and the options; creates nothing.
@@ -167,12 +168,12 @@ def _check_train_fractions(sweep: Sweep) -> None:
             ) from None
 
 
-def check_executor_options(executor: str, address: str | None, jobs: int | None) -> None:
+def check_executor_options(executor: str, address: str | None, jobs: int | str | None) -> None:
     """--executor, --address and --jobs, as `regcli sweep` and `regcli tune` take them."""
     if executor not in EXECUTORS:
         raise BadInputError(f"--executor must be one of {', '.join(EXECUTORS)}. Received: {executor!r}.")
-    if jobs is not None and jobs < 1:
-        raise BadInputError(f"--jobs must be an integer >= 1. Received: {jobs}. Use 1 to train one trial at a time.")
+    if jobs is not None and jobs != AUTO and jobs < 1:
+        raise BadInputError(f"--jobs must be an integer >= 1 or auto. Received: {jobs}. Use 1 to train one trial at a time.")
     if address is not None and executor != "ray":
         raise BadInputError("--address applies only to --executor ray (the address of a Ray cluster, HOST:PORT).")
     if executor == "ray":
@@ -207,10 +208,12 @@ def run_sweep(
     sweep_dir = _open_sweep_dir(plan)
     with store.sweep_lock(sweep_dir, on_note):
         todo = [t for t in sweep.trials if store.trial_state(sweep_dir, t.id) not in store.FINAL_STATES]
-        executor = make_executor(plan.executor, plan.address, plan.jobs, len(todo))
-        tasks = trial_tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=plan.jobs or 1)
-        _record_execution(sweep_dir, plan, executor, todo, tasks)
-        run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress())
+        jobs, choice = _jobs(plan, sweep, todo)
+        executor = make_executor(plan.executor, plan.address, jobs, len(todo))
+        tasks = trial_tasks(sweep_dir, sweep, todo, packing=plan.packing, workers=jobs or 1)
+        chosen = choice.describe(len(todo)) if choice else None
+        _record_execution(sweep_dir, plan, executor, todo, tasks, chosen)
+        run_trials(sweep_dir, sweep, todo, tasks, executor, progress or TrialProgress(), chosen)
         from regcli.sweep.aggregate import aggregate  # pandas: imported once the workers are started
 
         report = aggregate(sweep_dir, sweep)
@@ -219,6 +222,18 @@ def run_sweep(
             _final_test(sweep_dir, report)
     states = {t.id: store.trial_state(sweep_dir, t.id) for t in sweep.trials}
     return SweepResult(sweep_dir, sweep, report, [t.id for t in todo], states)
+
+
+def _jobs(plan: SweepPlan, sweep: Sweep, todo: list) -> tuple[int | None, JobsChoice | None]:
+    """The workers to start: `--jobs N` as given; `auto` (the default) chosen for the local executor
+    (`regcli.sweep.jobs`); with Ray, auto (None) leaves the trials in flight to the cluster's CPUs."""
+    if plan.jobs not in (None, AUTO):
+        return int(plan.jobs), None
+    if plan.executor != "local" or not todo:
+        return None, None
+    items = [(t.id, pack_key(spec_to_dict(sweep.specs[t.id]))) for t in todo]
+    choice = choose_workers(items, packing=plan.packing, memory=available_memory())
+    return choice.workers, choice
 
 
 def _open_sweep_dir(plan: SweepPlan) -> Path:
@@ -267,9 +282,11 @@ def trial_tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, wor
     return tasks
 
 
-def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor: Any, progress: TrialProgress) -> None:
+def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor: Any, progress: TrialProgress,
+               chosen: str | None = None) -> None:
     """Runs `tasks` (the trials `todo`) from cleared directories; a pack that failed as a whole is
     retried as single trials, once. On Ctrl-C leaves every status.json true, then raises Interrupted.
+    `chosen`: what `--jobs auto` chose, shown first in the progress display.
 
     Resume needs nothing pack-specific: `run_packed` writes `running` into every trial directory
     of the pack before training, so a pack killed mid-way leaves its trials `running` (or already
@@ -297,7 +314,7 @@ def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor:
         progress.finished(result)
 
     packs = [task["trial"] for task in tasks if "pack" in task]
-    what = executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
+    what = (f"{chosen}; " if chosen else "") + executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
     progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), what)
     prewarm = threading.Thread(target=_import_aggregation, name="regcli-prewarm", daemon=True)
 
@@ -343,7 +360,8 @@ def _import_aggregation() -> None:
         pyplot()
 
 
-def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list) -> None:
+def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: list, tasks: list,
+                      chosen: str | None = None) -> None:
     """Appends this execution (who, where, which trials, which of them packed) to the manifest's `executions`."""
     manifest = store.read_manifest(sweep_dir)
     manifest.setdefault("executions", []).append(
@@ -352,6 +370,7 @@ def _record_execution(sweep_dir: Path, plan: SweepPlan, executor: Any, todo: lis
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "executor": executor.describe(),
+            "jobs": chosen or plan.jobs,
             "resume": plan.resume is not None,
             "trials": [t.id for t in todo],
             "packing": "auto" if plan.packing else "off",
