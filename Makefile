@@ -45,10 +45,12 @@ lint: install
 	$(BIN)/python -m pytest -q tests/test_layout.py
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/advice.py --write
 	$(BIN)/python benchmarks/tune.py
 	$(BIN)/python benchmarks/recorder.py
+	$(BIN)/python benchmarks/sweep_costs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -265,16 +265,17 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {std:.4f}"
 
 
-def write_section(text: str, output: Path) -> None:
-    """Replaces this section of `output`, placed before perf.py's section (which drops what follows it)."""
+def write_section(text: str, output: Path, section: str = SECTION, before: str = BEFORE) -> None:
+    """Replaces `section` of `output` (this script's by default), placed before perf.py's section
+    (which drops what follows it); sweep_costs.py writes its own section through it too."""
     current = output.read_text() if output.exists() else ""
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
+    if section in current:
+        head, rest = current.split(section, 1)
         after = rest.find("\n## ")
         current = head.rstrip() + ("\n\n" + rest[after + 1:] if after >= 0 else "\n")
-    if BEFORE in current:
-        head, tail = current.split(BEFORE, 1)
-        output.write_text(head.rstrip() + "\n\n" + text + "\n" + BEFORE + tail)
+    if before in current:
+        head, tail = current.split(before, 1)
+        output.write_text(head.rstrip() + "\n\n" + text + "\n" + before + tail)
     else:
         output.write_text((current.rstrip() + "\n\n" if current.strip() else "") + text)
 

@@ -37,6 +37,8 @@ class RunOutcome:
     summary: dict[str, Any]
     diagnosis: dict[str, Any]
     state: str
+    # Inside `regcli.finish.deferred()` (a sweep worker): the plot and final status still to write.
+    finish: dict[str, Any] | None = None
 
 
 def history_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -469,7 +471,7 @@ def _try_status(run: Path, state: str, error: str) -> None:
 
 def _write_results(job: _RunJob, result: Any, state: str, seconds: float) -> RunOutcome:
     """history.csv, model.keras, summary.json, the diagnosis, the curves; then the final status."""
-    from regcli import plots
+    from regcli import finish
     from regcli.diagnosis import diagnose, render_markdown
     from regcli.spec import spec_to_dict
     from regcli.training.fit import save_model
@@ -506,9 +508,9 @@ def _write_results(job: _RunJob, result: Any, state: str, seconds: float) -> Run
     diagnosis = diagnose(history, summary, config, run_dir=str(run))
     rundir.atomic_write_json(run / rundir.DIAGNOSIS_JSON, diagnosis)
     rundir.atomic_write_text(run / rundir.DIAGNOSIS_MD, render_markdown(diagnosis, summary))
-    plots.learning_curves(history, summary, run / rundir.CURVES)
     error = None
     if state == "diverged":
         error = "the loss became NaN or infinite (TerminateOnNaN stopped training)"
-    rundir.write_status(run, state, error)
-    return RunOutcome(run, summary, diagnosis, state)
+    # learning_curves.png, then status.json; deferred only where MLflow (which logs the PNG) is off
+    pending = finish.finish_or_defer(run, state, error, history, summary, can_defer=spec.tracking.mlflow is None)
+    return RunOutcome(run, summary, diagnosis, state, pending)

@@ -261,8 +261,11 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str],
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"), durable=durable)
 
 
-def write_status(run: Path, state: str, error: str | None = None) -> dict[str, Any]:
-    """Writes status.json, keeping `started` from the previous status if there is one."""
+def write_status(run: Path, state: str, error: str | None = None, pid: int | None = None) -> dict[str, Any]:
+    """Writes status.json, keeping `started` from the previous status if there is one.
+
+    `pid`: the process that trained the run. Defaults to this one.
+    """
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
     previous = {}
@@ -277,7 +280,7 @@ def write_status(run: Path, state: str, error: str | None = None) -> dict[str, A
         "started": previous.get("started") or utc_now(),
         "ended": None if state == "running" else utc_now(),
         "error": error,
-        "pid": os.getpid(),
+        "pid": pid or os.getpid(),
     }
     atomic_write_json(path, status)
     return status

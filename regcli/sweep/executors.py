@@ -176,6 +176,9 @@ class LocalExecutor:
             until `close()`: a tune's batches reuse them. Defaults to `False`: `run` stops them.
     """
 
+    # Each trial's plot and final status are left to the sweep process (`regcli.sweep.finisher`).
+    finishes_in_sweep = True
+
     def __init__(self, jobs: int = 1, threads: int | None = None, trials_per_worker: int = TRIALS_PER_WORKER,
                  keep_open: bool = False):
         self.jobs = max(1, jobs)

@@ -10,6 +10,7 @@ raises `Interrupted` (exit code 130).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ from regcli.sweep import store
 from regcli.sweep.console import TrialProgress
 from regcli.sweep.executors import EXECUTORS, LocalExecutor, RayExecutor, require_ray
 from regcli.sweep.expand import FRACTION_KNOB
+from regcli.sweep.finisher import Finisher
 from regcli.sweep.jobs import AUTO, JobsChoice, available_memory, choose_workers
 from regcli.sweep.spec import Sweep, dump_sweep_yaml, load_sweep, spec_differences
 from regcli.sweep.worker import threads_per_worker
@@ -295,45 +297,24 @@ def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor:
     """
     for trial in todo:
         store.clear_trial(sweep_dir, trial.id)
-    retry: list[str] = []
-
-    def done(result: dict[str, Any]) -> None:
-        if "pack" in result:
-            if result.get("pack_failed"):
-                retry.extend(result["pack"])  # the packed model failed as a whole: each trial alone, once
-                return
-            for trial_result in result["results"]:
-                done(trial_result)
-            return
-        trial = result["trial"]
-        if result["state"] in ("failed", "interrupted") and store.trial_state(sweep_dir, trial) in ("pending", "running"):
-            # the worker vanished before it could write status.json: the sweep writes it
-            run = store.trial_dir(sweep_dir, trial)
-            run.mkdir(parents=True, exist_ok=True)
-            rundir.write_status(run, result["state"], result["error"])
-        progress.finished(result)
-
+    sink = _TrialSink(sweep_dir, progress, finish_here=getattr(executor, "finishes_in_sweep", False))
     packs = [task["trial"] for task in tasks if "pack" in task]
     what = (f"{chosen}; " if chosen else "") + executor.describe() + (f"; packed: {', '.join(packs)}" if packs else "")
     progress.begin(len(sweep.trials), len(sweep.trials) - len(todo), what)
-    prewarm = threading.Thread(target=_import_aggregation, name="regcli-prewarm", daemon=True)
-
-    def started(task: dict[str, Any]) -> None:
-        if prewarm.ident is None:
-            prewarm.start()  # once the first task is on its way to a worker
-        progress.started(task["trial"])
-
     try:
-        executor.run(tasks, on_start=started, on_done=done)
-        if retry:
-            for trial_id in retry:
+        executor.run(sink.mark(tasks), on_start=sink.started, on_done=sink.done)
+        if sink.retry:
+            for trial_id in sink.retry:
                 store.clear_trial(sweep_dir, trial_id)
-            singles = trial_tasks(sweep_dir, sweep, [t for t in todo if t.id in retry], packing=False, workers=1)
-            retry.clear()
-            executor.run(singles, on_start=started, on_done=done)
+            singles = trial_tasks(sweep_dir, sweep, [t for t in todo if t.id in sink.retry], packing=False, workers=1)
+            sink.retry.clear()
+            executor.run(sink.mark(singles), on_start=sink.started, on_done=sink.done)
+        sink.finisher.drain()
     except KeyboardInterrupt:
         from regcli.sweep.aggregate import write_results
 
+        with contextlib.suppress(KeyboardInterrupt):
+            sink.finisher.drain()  # trials already trained are finished: their results stand
         _settle(sweep_dir, todo, "interrupted", "interrupted by the user (Ctrl-C)")
         write_results(sweep_dir, sweep)
         final = sum(store.trial_state(sweep_dir, t.id) in store.FINAL_STATES for t in sweep.trials)
@@ -342,6 +323,53 @@ def run_trials(sweep_dir: Path, sweep: Sweep, todo: list, tasks: list, executor:
             f"others are interrupted or not started. Continue with: regcli sweep --resume {sweep_dir}"
         ) from None
     _settle(sweep_dir, todo, "failed", "the trial's worker ended without finishing it")
+
+
+class _TrialSink:
+    """Where an executor's results go: packs unpacked, failed packs queued for a retry alone, trained
+    trials finished (plot, final status) by the `Finisher` when their worker left that to the sweep,
+    then the progress display told."""
+
+    def __init__(self, sweep_dir: Path, progress: TrialProgress, finish_here: bool) -> None:
+        self.sweep_dir, self.progress, self.finish_here = sweep_dir, progress, finish_here
+        self.retry: list[str] = []
+        self.finisher = Finisher()
+        self._shown = threading.Lock()  # the progress display hears from the finisher's thread too
+        self._prewarm = threading.Thread(target=_import_aggregation, name="regcli-prewarm", daemon=True)
+
+    def mark(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for task in tasks:
+            task["finish_in_sweep"] = self.finish_here
+        return tasks
+
+    def started(self, task: dict[str, Any]) -> None:
+        if self._prewarm.ident is None:
+            self._prewarm.start()  # once the first task is on its way to a worker
+        with self._shown:
+            self.progress.started(task["trial"])
+
+    def done(self, result: dict[str, Any]) -> None:
+        if "pack" in result:
+            if result.get("pack_failed"):
+                self.retry.extend(result["pack"])  # the packed model failed as a whole: each trial alone, once
+                return
+            for trial_result in result["results"]:
+                self.done(trial_result)
+            return
+        if "finish" in result:  # trained; its plot and final status are drawn here, while the worker goes on
+            self.finisher.submit(result, self.settled)
+        else:
+            self.settled(result)
+
+    def settled(self, result: dict[str, Any]) -> None:
+        trial = result["trial"]
+        if result["state"] in ("failed", "interrupted") and store.trial_state(self.sweep_dir, trial) in ("pending", "running"):
+            # the worker vanished before it could write status.json: the sweep writes it
+            run = store.trial_dir(self.sweep_dir, trial)
+            run.mkdir(parents=True, exist_ok=True)
+            rundir.write_status(run, result["state"], result["error"])
+        with self._shown:
+            self.progress.finished(result)
 
 
 def _import_aggregation() -> None:

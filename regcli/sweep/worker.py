@@ -125,6 +125,14 @@ def recycle_cost(task: dict[str, Any]) -> int:
     return PACK_RECYCLE_COST if "pack" in task else 1
 
 
+def _finishing(task: dict[str, Any]):
+    """With `task["finish_in_sweep"]` (the local executor's tasks), each run's plot and final status are
+    left to the sweep process (`regcli.finish`, `regcli.sweep.finisher`): this worker trains on."""
+    from regcli import finish
+
+    return finish.deferred() if task.get("finish_in_sweep") else contextlib.nullcontext()
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """What executors run: one trial (`run_trial`) or one pack of trials (`run_pack`); never raises."""
     return run_pack(task) if "pack" in task else run_trial(task)
@@ -145,13 +153,13 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
 
     started = time.perf_counter()
     run_dir = Path(task["run_dir"])
-    state, error = "failed", None
+    state, error, pending = "failed", None, None
     try:
         spec = validate_experiment(task["spec"], run_dir.parent, source=f"trial {task['trial']}")
         _select_backend(spec)
-        with contextlib.redirect_stdout(sys.stderr):  # stdout belongs to the sweep's summary
+        with contextlib.redirect_stdout(sys.stderr), _finishing(task):  # stdout belongs to the sweep's summary
             outcome = run_experiment(spec, out=run_dir.parent, run_dir=run_dir, smoke=bool(task.get("smoke")))
-        state = outcome.state
+        state, pending = outcome.state, outcome.finish
         if state == "diverged":
             error = "the loss became NaN or infinite"
     except KeyboardInterrupt:
@@ -166,13 +174,14 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
             error = f"{type(exc).__name__}: {exc}"
     if state not in rundir.STATES or state in ("failed", "interrupted"):
         _record(run_dir, task, state if state in rundir.STATES else "failed", error)
-    return {
+    result = {
         "trial": task["trial"],
         "state": state,
         "error": error,
         "seconds": time.perf_counter() - started,
         "pid": os.getpid(),
     }
+    return {**result, "finish": pending} if pending else result
 
 
 def _record(run_dir: Path, task: dict[str, Any], state: str, error: str | None) -> None:
@@ -214,15 +223,17 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     run_dirs = [Path(d) for d in task["run_dirs"]]
     states, error, pack_failed = ["failed"] * len(run_dirs), None, True
+    pending: list = [None] * len(run_dirs)
     try:
         specs = [
             validate_experiment(raw, d.parent, source=f"trial {trial}")
             for raw, d, trial in zip(task["specs"], run_dirs, task["pack"], strict=True)
         ]
         _select_backend(specs[0])
-        with contextlib.redirect_stdout(sys.stderr):  # stdout belongs to the sweep's summary
+        with contextlib.redirect_stdout(sys.stderr), _finishing(task):  # stdout belongs to the sweep's summary
             outcomes = run_packed(specs, run_dirs, smoke=bool(task.get("smoke")))
         states, pack_failed = [o.state for o in outcomes], False
+        pending = [o.finish for o in outcomes]
     except KeyboardInterrupt:
         states, error, pack_failed = ["interrupted"] * len(run_dirs), "interrupted by the user (Ctrl-C)", False
     except RegcliError as exc:
@@ -236,11 +247,11 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
             error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     results = []
-    for trial, raw, run_dir, state in zip(task["pack"], task["specs"], run_dirs, states, strict=True):
+    for trial, raw, run_dir, state, finish in zip(task["pack"], task["specs"], run_dirs, states, pending, strict=True):
         trial_error = "the loss became NaN or infinite" if state == "diverged" else error
         if state in ("failed", "interrupted"):
             _record(run_dir, {"spec": raw}, state, trial_error)
         results.append({"trial": trial, "task": task["trial"], "state": state, "error": trial_error,
-                        "seconds": seconds / len(run_dirs), "pid": os.getpid()})
+                        "seconds": seconds / len(run_dirs), "pid": os.getpid(), **({"finish": finish} if finish else {})})
     return {"trial": task["trial"], "pack": list(task["pack"]), "state": "failed" if pack_failed else "completed",
             "error": error, "seconds": seconds, "pid": os.getpid(), "pack_failed": pack_failed, "results": results}
