@@ -111,7 +111,9 @@ def jobs_note(jobs: int | str | None, executor: str, n_trials: int) -> str | Non
     """One line when --jobs N asks for more local workers than there are trials or CPU cores."""
     if not isinstance(jobs, int) or executor != "local":
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from regcli.sweep.jobs import usable_cores
+
+    cores = usable_cores()
     workers = min(jobs, max(1, n_trials))
     if jobs > cores:
         return (

@@ -10,7 +10,6 @@ trial whose finishing was lost (the sweep killed) is still `running`, and `--res
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,6 @@ def finish_run(run: Path, state: str, error: str | None, *, history=None, summar
     if history is None:
         history = rundir.read_history(run)
     if summary is None:
-        summary = json.loads((run / rundir.SUMMARY).read_text())
+        summary = rundir.read_json(run / rundir.SUMMARY, "the run's summary")
     plots.learning_curves(history, summary, run / rundir.CURVES)
     rundir.write_status(run, state, error, pid=pid)

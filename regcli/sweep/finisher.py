@@ -9,6 +9,7 @@ the sweep calls it before it settles the statuses or aggregates.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -52,8 +53,6 @@ class Finisher:
                 finish_run(Path(job["run_dir"]), job["state"], job["error"], pid=result.get("pid"))
             except Exception as exc:  # noqa: BLE001 - disk full, a plot that cannot be drawn: the trial failed
                 result["state"], result["error"] = "failed", f"could not write learning_curves.png: {exc}"
-                try:
+                with contextlib.suppress(OSError):
                     rundir.write_status(Path(job["run_dir"]), "failed", result["error"], pid=result.get("pid"))
-                except OSError:
-                    pass
             then(result)

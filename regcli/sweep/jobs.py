@@ -67,6 +67,7 @@ def parse_jobs(value: str | int | None) -> int | str | None:
 
 
 def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -233,8 +233,7 @@ def _jobs(plan: SweepPlan, sweep: Sweep, todo: list) -> tuple[int | None, JobsCh
         return int(plan.jobs), None
     if plan.executor != "local" or not todo:
         return None, None
-    items = [(t.id, pack_key(spec_to_dict(sweep.specs[t.id]))) for t in todo]
-    choice = choose_workers(items, packing=plan.packing, memory=available_memory())
+    choice = choose_workers(pack_items(sweep, todo), packing=plan.packing, memory=available_memory())
     return choice.workers, choice
 
 
@@ -254,6 +253,11 @@ def pack_label(ids: list[str]) -> str:
     return f"pack of {len(ids)}: {ids[0].split('-')[0]}..{ids[-1].split('-')[0]}"
 
 
+def pack_items(sweep: Sweep, todo: list) -> list[tuple[str, str | None]]:
+    """`(trial id, pack key)` of each trial in `todo`: what `group_packs` and `--jobs auto` read."""
+    return [(t.id, pack_key(spec_to_dict(sweep.specs[t.id]))) for t in todo]
+
+
 def trial_tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, workers: int) -> list[dict[str, Any]]:
     """One task per trial, or with packing, one per pack of compatible trials (same `pack_key`, at most 8)."""
 
@@ -267,7 +271,7 @@ def trial_tasks(sweep_dir: Path, sweep: Sweep, todo: list, *, packing: bool, wor
 
     if not packing:
         return [trial_task(t.id) for t in todo]
-    packs = group_packs([(t.id, pack_key(spec_to_dict(sweep.specs[t.id]))) for t in todo], workers)
+    packs = group_packs(pack_items(sweep, todo), workers)
     tasks = []
     for ids in packs:
         if len(ids) == 1:

@@ -31,9 +31,9 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF
 
 def threads_per_worker(jobs: int, cores: int | None = None) -> int:
     """Intra-op threads for each of `jobs` concurrent trials: the cores shared out, at least 1."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, jobs))
+    from regcli.sweep.jobs import usable_cores
+
+    return max(1, (cores or usable_cores()) // max(1, jobs))
 
 
 def configure_threads(threads: int) -> None:
