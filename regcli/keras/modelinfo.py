@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from regcli.errors import BadInputError
+from regcli.training.evaluate import regularization_penalty
 from regcli.training.feed import EVAL_BATCH_SIZE
 from regcli.training.fit import with_error
 
@@ -130,19 +131,10 @@ def task_metric(names: Iterable[str], task: str) -> tuple[str, str]:
     )
 
 
-def weight_penalty(model: keras.Model) -> float:
-    """The L1/L2 penalty of the current weights: every trainable weight's regularizer, summed.
-
-    That is the weight part of `model.losses`, as Keras adds it to `loss` and `val_loss`
-    (`model.losses` itself also holds call-time terms, such as activity regularization, which
-    after a compiled step are symbolic and cannot be read back).
-    """
-    total = 0.0
-    for variable in model.trainable_weights:
-        regularizer = getattr(variable, "regularizer", None)
-        if regularizer is not None:
-            total += float(keras.ops.convert_to_numpy(regularizer(variable)))
-    return total
+# The L1/L2 penalty of the current weights, as Keras adds it to `loss` and `val_loss`
+# (`model.losses` also holds call-time terms, such as activity regularization, which after a
+# compiled step are symbolic and cannot be read back).
+weight_penalty = regularization_penalty
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *, logged: str, metric: str) -> dict[str, float]:

@@ -34,14 +34,17 @@ def clean_metrics(model: keras.Model, clean_batch: tuple) -> dict[str, float]:
 class EpochRecorder(keras.callbacks.Callback):
     """Times each epoch, adds clean training metrics and the learning rate, records rows.
 
-    It must run first at epoch end, so `seconds` is the training + validation wall time
-    of that epoch alone and the later callbacks see the clean metrics in `logs`.
+    It must run first at epoch end, so the later callbacks see the clean metrics in `logs`,
+    and, with a `Twin` (`regcli.training.evaluate`), the validation metrics it computed in the
+    same call (fit then runs without `validation_data`). `seconds` is the epoch's wall time:
+    training and its evaluations.
     """
 
-    def __init__(self, clean_feed: tuple, on_epoch: Callable[[dict], None] | None = None):
+    def __init__(self, clean_feed: tuple, on_epoch: Callable[[dict], None] | None = None, twin: Any = None):
         super().__init__()
         self.clean_feed = clean_feed
         self.on_epoch = on_epoch
+        self.twin = twin
         self.rows: list[dict[str, float]] = []
         self._t0 = 0.0
 
@@ -49,9 +52,16 @@ class EpochRecorder(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._t0
         logs = logs if logs is not None else {}
-        clean = clean_metrics(self.model, self.clean_feed)
+        if self.twin is not None:
+            from regcli.training.evaluate import regularization_penalty, single_metrics
+
+            results, penalty = self.twin(), regularization_penalty(self.model)
+            logs.update({f"val_{k}": v for k, v in single_metrics(results["val"], penalty).items()})
+            clean = single_metrics(results["clean"], penalty)
+        else:
+            clean = clean_metrics(self.model, self.clean_feed)
+        seconds = time.perf_counter() - self._t0
         for key, value in clean.items():
             logs[f"clean_{key}"] = float(value)
         lr = self.model.optimizer.learning_rate

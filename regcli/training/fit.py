@@ -40,6 +40,7 @@ from regcli.training.callbacks import (
     make_early_stopping,
     restore,
 )
+from regcli.training.evaluate import Twin, fusable, regularization_penalty, single_metrics
 from regcli.training.feed import Feeder, clean_subset, steps_per_execution, targets
 
 
@@ -166,7 +167,8 @@ def train(
     clean_idx = clean_subset(ds, spec.seed)
     feeder = Feeder(spec.seed)
     first_epoch = 0
-    recorder = EpochRecorder(feeder.clean_batch(ds.x_train[clean_idx], y_train[clean_idx]), on_epoch)
+    twin = _twin(model, ds, (ds.x_train[clean_idx], y_train[clean_idx]), (ds.x_val, y_val))
+    recorder = EpochRecorder(feeder.clean_batch(ds.x_train[clean_idx], y_train[clean_idx]), on_epoch, twin)
     if resume is not None:
         restore(model, resume)
         first_epoch = resume.epoch
@@ -179,15 +181,36 @@ def train(
     started = time.perf_counter()
     model.fit(
         **feeder.train(ds.x_train, y_train, training.batch_size, first_epoch),
-        validation_data=feeder.val_data(ds.x_val, y_val),
+        validation_data=None if twin is not None else feeder.val_data(ds.x_val, y_val),  # the twin evaluates it
         initial_epoch=first_epoch,
         epochs=max(first_epoch, last_epoch),
         callbacks=_callbacks(recorder, early, checkpoint_path),
         verbose=0,
     )
     fit_seconds = time.perf_counter() - started
-    extra = {"frozen_layers": prepared.frozen, "steps_per_execution": spe}
-    return finish(Fitted(model, recorder.rows, early, training, fit_seconds, extra), ds, feeder)
+    extra = {"frozen_layers": prepared.frozen, "steps_per_execution": spe, "fused_evaluation": twin is not None}
+    metrics = _twin_metrics(twin, model, ds, len(clean_idx))
+    return finish(Fitted(model, recorder.rows, early, training, fit_seconds, extra, metrics), ds, feeder)
+
+
+def _twin(model: keras.Model, ds: Any, clean: tuple, val: tuple) -> Twin | None:
+    """The clean subset and validation split evaluated in one call per epoch, where that is exact (else None)."""
+    if not fusable(model, len(ds.x_val)):
+        return None
+    twin = Twin(model, lambda _: make_loss(ds.task), lambda _: make_metrics(ds.task))
+    twin.set_data(clean, val)
+    return twin
+
+
+def _twin_metrics(twin: Twin | None, model: keras.Model, ds: Any, n_clean: int) -> dict[str, dict] | None:
+    """The shipped weights' train/val metrics from one twin call when the clean subset is the whole
+    training split (small data); None: `finish` evaluates them (batch by batch)."""
+    if twin is None or n_clean != len(ds.x_train):
+        return None
+    results, penalty = twin(), regularization_penalty(model)
+    metric = task_head(ds.task, ds.n_classes).metric_name
+    return {"train": with_error(single_metrics(results["clean"], penalty), metric),
+            "val": with_error(single_metrics(results["val"], penalty), metric)}
 
 
 def _callbacks(recorder: EpochRecorder, early: ResumableEarlyStopping | None,

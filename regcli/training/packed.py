@@ -49,6 +49,7 @@ from regcli import interrupt
 from regcli.head import TaskHead, task_head
 from regcli.model import build_model, make_loss, make_metrics
 from regcli.training.callbacks import make_early_stopping
+from regcli.training.evaluate import Twin, fusable
 from regcli.training.feed import Feeder, clean_subset, steps_per_execution, targets
 from regcli.training.fit import (
     Fitted,
@@ -142,9 +143,9 @@ class PackedRecorder(keras.callbacks.Callback):
     """Splits the fused model's logs into per-tower history rows and drives per-tower stopping."""
 
     def __init__(self, towers: list[_Tower], stacks: list[TowerStack], clean_feed: tuple, metric_names: list[str],
-                 on_epoch: Callable[[int, dict], None] | None):
+                 on_epoch: Callable[[int, dict], None] | None, twin: Twin | None = None):
         super().__init__()
-        self.towers, self.stacks, self.clean_feed = towers, stacks, clean_feed
+        self.towers, self.stacks, self.clean_feed, self.twin = towers, stacks, clean_feed, twin
         self.metric_names, self.on_epoch = metric_names, on_epoch
         self.snapshots = {t.view.stack.name: t.view.snapshot for t in towers if t.view is not None}
         self._t0 = 0.0
@@ -158,10 +159,14 @@ class PackedRecorder(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._t0
         logs = logs or {}
         model = self.model  # on JAX, reading `self.model` syncs the variables the stack views read
-        clean = model.test_on_batch(*self.clean_feed, return_dict=True)
+        if self.twin is not None:  # clean and validation from one call (fit ran without validation_data)
+            fused = self.twin()
+            clean, val = fused["clean"], (fused["val"], "")
+        else:
+            clean, val = model.test_on_batch(*self.clean_feed, return_dict=True), (logs, "val_")
+        seconds = time.perf_counter() - self._t0
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         for snapshot in self.snapshots.values():
             snapshot.clear()  # the weights changed this epoch
@@ -172,7 +177,7 @@ class PackedRecorder(keras.callbacks.Callback):
                 continue
             output, index = tower.output()
             penalty = weight_penalty(tower.model) if index is None else float(penalties[output][index])
-            row = self._row(output, index, epoch, logs, clean, penalty, lr, seconds)
+            row = self._row(output, index, epoch, (logs, val, clean), penalty, lr, seconds)
             tower.rows.append(row)
             if tower.view is not None:
                 tower.synced = False
@@ -191,10 +196,14 @@ class PackedRecorder(keras.callbacks.Callback):
             if tower.early is not None:
                 tower.early.on_train_end()  # restores the tower's best weights when asked to
 
-    def _row(self, output, index, epoch, logs, clean, penalty, lr, seconds) -> dict[str, float]:
-        """A history row as an unpacked run writes it; `loss` columns add the tower's penalty, as Keras does."""
+    def _row(self, output, index, epoch, sources, penalty, lr, seconds) -> dict[str, float]:
+        """A history row as an unpacked run writes it; `loss` columns add the tower's penalty, as Keras does.
+
+        `sources`: the training logs, (the validation logs, their key prefix) and the clean logs.
+        """
+        logs, (val, val_prefix), clean = sources
         row: dict[str, float] = {"epoch": epoch + 1}
-        for prefix, source, src_prefix in (("", logs, ""), ("val_", logs, "val_"), ("clean_", clean, "")):
+        for prefix, source, src_prefix in (("", logs, ""), ("val_", val, val_prefix), ("clean_", clean, "")):
             data_loss = _value(source, src_prefix, output, "data_loss", index)
             if data_loss is not None:
                 # Keras's per-output loss is the tower's data loss; a stack's is the sum over its towers.
@@ -250,10 +259,9 @@ def _store_shipped(stacks: list[TowerStack], towers: list[_Tower]) -> None:
         _towers_into_stack(views)
 
 
-def _stack_metrics(fused, feed: dict, towers: list[_Tower], metric_names: list[str], metric: str,
+def _stack_metrics(logs: dict, towers: list[_Tower], metric_names: list[str], metric: str,
                    penalties: dict[str, np.ndarray]) -> dict[int, dict]:
-    """Inference-mode loss and metrics of every stacked tower from ONE evaluation of the fused model."""
-    logs = fused.evaluate(**feed, verbose=0, return_dict=True)
+    """Inference-mode loss and metrics of every stacked tower from ONE evaluation of the fused model (its logs)."""
     out = {}
     for tower in towers:
         if tower.view is None:
@@ -289,28 +297,28 @@ def _reuse_key(specs: list[Any], ds: Any, groups: dict, loose: list, head: Any) 
             repr(sorted(training.items())))
 
 
-def _keep_for_reuse(key: tuple | None, fused, stack) -> None:
+def _keep_for_reuse(key: tuple | None, fused, stack, twin: Twin | None) -> None:
     """Keeps a new single-stack fused model (and its optimizer's initial state) for the next pack."""
     _REUSABLE.clear()
     if key is None:
         return
     # Built now (Keras would build it at the first step) to record its state before any step.
     fused.optimizer.build(fused.trainable_variables)
-    _REUSABLE.update(key=key, fused=fused, stack=stack,
+    _REUSABLE.update(key=key, fused=fused, stack=stack, twin=twin,
                      optimizer=[np.array(keras.ops.convert_to_numpy(v)) for v in fused.optimizer.variables])
 
 
-def _reused(key: tuple | None, specs, groups) -> tuple[Any, list[TowerStack], dict]:
-    """The kept fused model made ready for this pack, or (None, [], {}) when none fits."""
+def _reused(key: tuple | None, specs, groups) -> tuple[Any, list[TowerStack], dict, Twin | None]:
+    """The kept fused model made ready for this pack (and its twin), or (None, [], {}, None) when none fits."""
     if key is None or _REUSABLE.get("key") != key:
-        return None, [], {}
+        return None, [], {}, None
     fused, stack = _REUSABLE["fused"], _REUSABLE["stack"]
     members = next(iter(groups.values()))
     stack.set_towers([t.spec.model for t in members], seed=specs[0].seed)
     _load_into_stack(stack, members)
     for var, value in zip(fused.optimizer.variables, _REUSABLE["optimizer"], strict=True):
         var.assign(value)
-    return fused, [stack], {stack.name: None}
+    return fused, [stack], {stack.name: None}, _REUSABLE["twin"]
 
 
 def kept_model() -> keras.Model | None:
@@ -341,6 +349,8 @@ class _Pack:
     outputs: dict[str, Any] = field(default_factory=dict)  # the fused model's outputs, by name
     reused: bool = False
     metric_names: list[str] = field(default_factory=list)
+    twin: Twin | None = None  # the per-epoch clean + validation evaluation in one call, where exact
+    n_clean: int = 0
 
     def per_output(self, y) -> dict[str, Any]:
         """The same targets for every output of the fused model."""
@@ -365,11 +375,11 @@ def train_packed(
     spe = steps_per_execution(max(1, math.ceil(len(ds.x_train) / training.batch_size)))
     pack = _Pack(towers, ds, training, first.seed, head, spe)
     key = _reuse_key(specs, ds, groups, loose, head)
-    pack.fused, pack.stacks, pack.outputs = _reused(key, specs, groups)
+    pack.fused, pack.stacks, pack.outputs, pack.twin = _reused(key, specs, groups)
     pack.reused = pack.fused is not None
     if pack.fused is None:
         _fuse(pack, groups, loose)
-        _keep_for_reuse(key, pack.fused, pack.stacks[0] if pack.stacks else None)
+        _keep_for_reuse(key, pack.fused, pack.stacks[0] if pack.stacks else None, pack.twin)
     feeder = Feeder(first.seed)
     pack.metric_names = [m.name for m in make_metrics(ds.task) if m.name != "data_loss"]
     fit_seconds = _fit(pack, feeder, on_epoch)
@@ -414,6 +424,22 @@ def _fuse(pack: _Pack, groups: dict[tuple, list[_Tower]], loose: list[_Tower]) -
     pack.fused = keras.Model(inputs, pack.outputs, name="packed")
     pack.fused.compile(optimizer=make_optimizer(pack.training), loss=losses, metrics=metrics,
                        steps_per_execution=pack.spe)
+    pack.twin = _twin(pack, {s.name: s.k for s in pack.stacks})
+
+
+def _twin(pack: _Pack, stack_sizes: dict[str, int]) -> Twin | None:
+    """The fused model's per-epoch evaluation of both splits in one call, or None where not exact."""
+    if not fusable(pack.fused, len(pack.ds.x_val)):
+        return None
+    task, metric = pack.ds.task, pack.head.metric_name
+
+    def loss_of(name):
+        return StackLoss(task, stack_sizes[name]) if name in stack_sizes else make_loss(task)
+
+    def metrics_of(name):
+        return stack_metrics(task, metric, stack_sizes[name]) if name in stack_sizes else make_metrics(task)
+
+    return Twin(pack.fused, loss_of, metrics_of)
 
 
 def _fit(pack: _Pack, feeder: Feeder, on_epoch: Callable[[int, dict], None] | None) -> float:
@@ -422,11 +448,14 @@ def _fit(pack: _Pack, feeder: Feeder, on_epoch: Callable[[int, dict], None] | No
     y_train, y_val = targets(ds.y_train, ds.task), targets(ds.y_val, ds.task)
     clean_idx = clean_subset(ds, pack.seed)
     clean_feed = feeder.clean_batch(ds.x_train[clean_idx], pack.per_output(y_train[clean_idx]))
-    recorder = PackedRecorder(pack.towers, pack.stacks, clean_feed, pack.metric_names, on_epoch)
+    pack.n_clean = len(clean_idx)
+    if pack.twin is not None:
+        pack.twin.set_data((ds.x_train[clean_idx], pack.per_output(y_train[clean_idx])), (ds.x_val, pack.per_output(y_val)))
+    recorder = PackedRecorder(pack.towers, pack.stacks, clean_feed, pack.metric_names, on_epoch, pack.twin)
     started = time.perf_counter()
     pack.fused.fit(
         **feeder.train(ds.x_train, pack.per_output(y_train), training.batch_size),
-        validation_data=feeder.val_data(ds.x_val, pack.per_output(y_val)),
+        validation_data=None if pack.twin is not None else feeder.val_data(ds.x_val, pack.per_output(y_val)),
         epochs=training.epochs,
         callbacks=[recorder, interrupt.InterruptCheck()],
         verbose=0,
@@ -441,10 +470,14 @@ def _stacked_metrics(pack: _Pack, feeder: Feeder) -> dict[int, dict[str, dict]]:
     ds = pack.ds
     y_train, y_val = targets(ds.y_train, ds.task), targets(ds.y_val, ds.task)
     penalties = {s.name: keras.ops.convert_to_numpy(s.penalties()) for s in pack.stacks}
-    train_m = _stack_metrics(pack.fused, feeder.eval(ds.x_train, pack.per_output(y_train)), pack.towers,
-                             pack.metric_names, pack.head.metric_name, penalties)
-    val_m = _stack_metrics(pack.fused, feeder.eval(ds.x_val, pack.per_output(y_val)), pack.towers,
-                           pack.metric_names, pack.head.metric_name, penalties)
+    if pack.twin is not None and pack.n_clean == len(ds.x_train):  # the clean subset is the training split
+        fused = pack.twin()
+        logs = fused["clean"], fused["val"]
+    else:
+        logs = tuple(pack.fused.evaluate(**feeder.eval(x, pack.per_output(y)), verbose=0, return_dict=True)
+                     for x, y in ((ds.x_train, y_train), (ds.x_val, y_val)))
+    train_m, val_m = (_stack_metrics(split_logs, pack.towers, pack.metric_names, pack.head.metric_name, penalties)
+                      for split_logs in logs)
     return {i: {"train": train_m[i], "val": val_m[i]} for i in train_m}
 
 
