@@ -8,7 +8,10 @@ Rows (every measurement a fresh `regcli sweep` process, `--quiet`, timed around 
        window per config-epoch (history.csv `seconds`, median of epochs 2..N, over 8) and all-in (the
        pack's fit time after epoch 1, per epoch, over 8: the clean-metrics pass, callbacks and history
        writes included), each as a multiple of the arithmetic (6 x multiply-adds x training rows, at
-       the matmul peak measured in this run);
+       the matmul peak measured in this run); the epoch window includes the fused evaluation of the
+       clean subset and the validation split (`regcli.training.evaluate`);
+  2b.  the floor: the same packed epoch hand-written in JAX as one jitted call, no Keras
+       (`benchmarks/jax_floor.py`), per config-epoch and as a multiple of the same arithmetic;
   3.   the pack's first epoch with a cold JAX compilation cache (a fresh `REGCLI_CACHE_DIR`), and the
        same sweep run again (warm);
   4.   8 configurations x 3 seeds (24 trials), 15 epochs, TensorFlow, `--jobs 1`: packed vs `--no-pack`;
@@ -96,8 +99,18 @@ def kerastuner(work: Path) -> float:
     return time.perf_counter() - started
 
 
+def jax_floor() -> float:
+    """ms per config-epoch of the same packed epoch hand-written as one jitted JAX call (`jax_floor.py`)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "jax_floor.py")], capture_output=True, text=True,
+                          cwd=ROOT, env=ENV, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"jax_floor.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["ms_per_config_epoch"]
+
+
 def one_round(work: Path, log) -> dict:
-    r: dict = {}
+    r: dict = {"floor": jax_floor()}
+    log(f"  hand-written JAX epoch: {r['floor']:.2f} ms per config-epoch")
     cache = work / f"cache-{time.monotonic_ns()}"
     jax_env = {"REGCLI_CACHE_DIR": str(cache)}
     r["jax_cold"] = sweep(grid("bench-jax-pack", [0], "jax"), work, "--jobs", "1", env=jax_env)
@@ -140,6 +153,8 @@ def render(rounds: list[dict], peak: float, meta: dict) -> str:
     all_ins = [per_config_epoch_ms(r["jax_cold"])[1] for r in rounds]
     window_x = [w / arith_ms for w in windows]
     all_in_x = [a / arith_ms for a in all_ins]
+    floors = [r["floor"] for r in rounds]
+    floor_x = [f / arith_ms for f in floors]
     cold = [r["jax_cold"]["epoch1"] for r in rounds]
     warm = [r["jax_warm"]["epoch1"] for r in rounds]
     pack_x = [r["unpacked24"] / r["packed24"] for r in rounds]
@@ -165,6 +180,9 @@ def render(rounds: list[dict], peak: float, meta: dict) -> str:
             f"{summarize(windows, '.2f')} ms, {summarize(window_x, '.1f')}× the arithmetic", "—", None),
         row("the same, **all-in** (fit time after epoch 1, per epoch, per config)",
             f"{summarize(all_ins, '.2f')} ms, {summarize(all_in_x, '.1f')}× the arithmetic", "≤ 3×", med(all_in_x) <= 3),
+        row("the floor: the same packed epoch (steps and both inference passes) hand-written as ONE jitted JAX call, "
+            "no Keras (`benchmarks/jax_floor.py`)",
+            f"{summarize(floors, '.2f')} ms, {summarize(floor_x, '.1f')}× the arithmetic", "—", None),
         row("JAX pack's first epoch (compile): cold cache, and the same sweep run again (warm)",
             f"{summarize(cold, '.2f')} s; warm {summarize(warm, '.2f')} s", "≤ 1 s warm", med(warm) <= 1.0),
         row("8 configs × 3 seeds (24 trials), 15 epochs, TF, `--jobs 1`: `--no-pack` ÷ packed, whole command",

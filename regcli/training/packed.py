@@ -29,6 +29,10 @@ A process keeps its last single-stack fused model: the next pack of the same sha
 sweep worker: another seed, other L1/L2 or dropout values) loads its towers into it and
 trains with the steps already traced, exactly as a new fused model would (see `_REUSABLE`).
 
+Each epoch's clean and validation metrics of every tower come from one compiled call of the fused
+model's `Twin` (`regcli.training.evaluate`), where that is exact; otherwise from Keras's validation
+and one `test_on_batch`, as before. The twin is kept with the fused model for the next pack.
+
 Towers stop independently: each has its own Keras EarlyStopping (driven with the tower's
 logs, restoring the tower's best weights); the fused model trains until the last tower
 stops. A tower whose loss becomes NaN is `diverged` without stopping the others.
