@@ -13,6 +13,7 @@ The loop, in one sitting:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,17 +55,42 @@ class TrainResult:
     diverged: bool = False
     details: dict[str, Any] = field(default_factory=dict)
 
-def seed_everything(seed: int) -> None:
+def set_random_seed(seed: int, *, keep_kernels: bool = False) -> None:
+    """`keras.utils.set_random_seed`; with `keep_kernels`, without clearing TensorFlow's kernel cache.
+
+    `tf.random.set_seed`, which Keras calls, clears TensorFlow's eager kernel cache "to reset any
+    existing seeds" of stateful random ops, and the next compiled call re-creates every kernel:
+    measured 0.32 s on the first epoch of each pack a sweep worker trains after its first (0.056 s
+    warm). The models regcli builds draw only stateless random numbers (Keras's `SeedGenerator`),
+    and tf.data takes its seeds in Python when a pipeline is built, so for them the clear changes
+    nothing (the same histories: tests/test_evaluate.py); a `model.builder` model may hold stateful
+    TensorFlow random ops, so its runs keep the clear.
+    """
+    context = sys.modules.get("tensorflow.python.eager.context")
+    pywrap = getattr(context, "pywrap_tfe", None)
+    if not keep_kernels or pywrap is None or not hasattr(pywrap, "TFE_ContextClearCaches"):
+        keras.utils.set_random_seed(seed)
+        return
+    clear = pywrap.TFE_ContextClearCaches
+    pywrap.TFE_ContextClearCaches = lambda handle: None
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        pywrap.TFE_ContextClearCaches = clear
+
+
+def seed_everything(seed: int, *, keep_kernels: bool = False) -> None:
     """One seed drives Python, NumPy and backend RNGs (init, shuffling, dropout).
 
     On TensorFlow, op determinism is switched on too (SPEC §5.6: the same spec and
-    seed give the same history on the same machine).
+    seed give the same history on the same machine). `keep_kernels`: see `set_random_seed`.
     """
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed, keep_kernels=keep_kernels)
     if backend_name() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
 
 def make_optimizer(training: Any) -> keras.optimizers.Optimizer:
     """adam | adamw | sgd | rmsprop; `weight_decay` is Keras's decoupled decay (not L2)."""
@@ -121,7 +147,7 @@ def prepare_model(spec: Any, ds: Any, *, init_model_path: str | None = None,
     an `init_from` run of another architecture) creates nothing. Nothing between this and
     `train` draws random numbers: the run is the same as if `train` had built the model.
     """
-    seed_everything(spec.seed)
+    seed_everything(spec.seed, keep_kernels=spec.model.builder is None)
     model = build_model(
         spec.model,
         n_features=ds.x_train.shape[1],

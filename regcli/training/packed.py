@@ -61,6 +61,7 @@ from regcli.training.fit import (
     finish,
     make_optimizer,
     seed_everything,
+    set_random_seed,
     weight_penalty,
     with_error,
 )
@@ -369,10 +370,10 @@ def train_packed(
 ) -> list[TrainResult]:
     """Trains K compatible specs (same `pack_key`) as one fused model; one result per spec."""
     first = specs[0]
-    seed_everything(first.seed)
+    seed_everything(first.seed, keep_kernels=True)  # packs hold regcli-built models only
     head = task_head(ds.task, ds.n_classes)
     towers = _build_towers(specs, ds)
-    keras.utils.set_random_seed(first.seed)
+    set_random_seed(first.seed, keep_kernels=True)
 
     groups, loose = _stack_towers(towers)
     training = first.training
@@ -400,7 +401,7 @@ def _build_towers(specs: list[Any], ds: Any) -> list[_Tower]:
     towers = []
     for k, spec in enumerate(specs):
         # Seed right before each tower, exactly as a separate run seeds before its model.
-        keras.utils.set_random_seed(spec.seed)
+        set_random_seed(spec.seed, keep_kernels=True)
         model = build_model(spec.model, n_features=ds.x_train.shape[1], task=ds.task, n_classes=ds.n_classes,
                             image_shape=ds.image_shape, name=f"t{k}")
         towers.append(_Tower(k, spec, model, make_early_stopping(spec.training.early_stopping)))
